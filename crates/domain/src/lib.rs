@@ -1,0 +1,20 @@
+//! The domain of clawplane: the values every other part agrees on.
+//!
+//! Everything here is pure (no I/O, no clock reads except where a caller passes
+//! the time in) and every type parses its input at the edge, so an invalid value
+//! cannot exist inside the program ("parse, don't validate"):
+//!
+//! - [`status`]: instance statuses and the one table of allowed transitions;
+//! - [`money`]: integer micro-USD amounts, exact decimal parsing, cent rounding;
+//! - [`ids`]: user ids, instance ids and runtime names;
+//! - [`instance`]: the instance record (the seed's `openclaw_instances` row).
+
+pub mod ids;
+pub mod instance;
+pub mod money;
+pub mod status;
+
+pub use ids::{IdError, InstanceId, RuntimeName, UserId};
+pub use instance::{Instance, InstanceFields, SecretName};
+pub use money::{MicroUsd, MoneyError};
+pub use status::{InstanceStatus, StatusError};

@@ -1,0 +1,1 @@
+//! Credit ledger storage (filled in by the billing work).
