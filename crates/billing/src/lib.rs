@@ -1,1 +1,24 @@
-//! Billing.
+//! Billing: prepaid credits in an append-only ledger.
+//!
+//! - [`ledger`]: the operations (balance, grant, burn, reverse, entries,
+//!   summary, verify) with idempotency and overdraft protection;
+//! - [`monthly`]: the monthly grant to every user with an instance;
+//! - [`metering`]: burns for runtime time and model spend, and stopping an
+//!   instance whose balance reached the floor, through the [`Fleet`] interface
+//!   that the runtime side implements;
+//! - [`jobs`]: the background loop that runs the last two.
+//!
+//! All amounts are integer micro-USD ([`clawplane_domain::MicroUsd`]).
+
+pub mod config;
+pub mod error;
+pub mod jobs;
+pub mod ledger;
+pub mod metering;
+pub mod monthly;
+
+pub use config::BillingConfig;
+pub use error::BillingError;
+pub use ledger::{Balance, BurnRequest, GrantRequest, Ledger, Summary};
+pub use metering::{DailyCost, Fleet, Meter, MeterReport};
+pub use monthly::MonthlyGrantReport;

@@ -7,14 +7,17 @@
 //! - [`status`]: instance statuses and the one table of allowed transitions;
 //! - [`money`]: integer micro-USD amounts, exact decimal parsing, cent rounding;
 //! - [`ids`]: user ids, instance ids and runtime names;
-//! - [`instance`]: the instance record (the seed's `openclaw_instances` row).
+//! - [`instance`]: the instance record (the seed's `openclaw_instances` row);
+//! - [`ledger`]: credit ledger entries and idempotency keys.
 
 pub mod ids;
 pub mod instance;
+pub mod ledger;
 pub mod money;
 pub mod status;
 
 pub use ids::{IdError, InstanceId, RuntimeName, UserId};
 pub use instance::{Instance, InstanceFields, SecretName};
+pub use ledger::{EntryKind, IdempotencyKey, IdempotencyKeyError, LedgerEntry};
 pub use money::{MicroUsd, MoneyError};
 pub use status::{InstanceStatus, StatusError};

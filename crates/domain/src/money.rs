@@ -135,6 +135,15 @@ impl MicroUsd {
         serde_json::Value::Number(number)
     }
 
+    /// The exact amount as a JSON number (`-1.234567`), from decimal text.
+    pub fn to_exact_usd_json(self) -> serde_json::Value {
+        let number: serde_json::Number = self
+            .to_string()
+            .parse()
+            .unwrap_or_else(|_| serde_json::Number::from(self.0));
+        serde_json::Value::Number(number)
+    }
+
     /// Parses an exact decimal text: an optional sign, digits, an optional
     /// fraction and an optional exponent (`12`, `-0.5`, `1.25e2`). At most six
     /// significant decimals; no `NaN`, no infinities, no overflow.

@@ -4,7 +4,7 @@
 //! itself reports is [`StoreError::Database`], whose message is for the log
 //! only (the HTTP layers map it to a generic 500 or 503 without its text).
 
-use clawplane_domain::{InstanceStatus, StatusError, UserId};
+use clawplane_domain::{InstanceStatus, MicroUsd, StatusError, UserId};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +27,21 @@ pub enum StoreError {
     /// The instance is in a status that does not allow this write.
     #[error("the instance is {0}")]
     WrongStatus(InstanceStatus),
+    /// The idempotency key was used before for a different request.
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyConflict,
+    /// The entry would take the balance below the floor.
+    #[error("insufficient credits")]
+    InsufficientCredits {
+        /// The balance before the refused entry.
+        balance: MicroUsd,
+    },
+    /// No ledger entry with that id for that user.
+    #[error("ledger entry not found")]
+    EntryNotFound,
+    /// The entry has already been reversed, or is itself a reversal.
+    #[error("ledger entry {0} cannot be reversed: it is a reversal or was already reversed")]
+    NotReversible(i64),
     /// A stored value could not be read back (a bug or manual tampering).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),

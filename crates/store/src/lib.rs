@@ -30,5 +30,6 @@ mod time;
 pub use connect::{Backend, Store, StoreOptions};
 pub use error::StoreError;
 pub use instances::NewInstance;
+pub use ledger::{Appended, BalanceMismatch, CursorAdvance, NewEntry, VerifyReport};
 pub use secrets::SecretRef;
 pub use vault::{RotationReport, Vault, VaultError};
