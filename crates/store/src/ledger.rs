@@ -371,7 +371,7 @@ async fn move_balance(
         Some(floor) => (1_i64, floor.micros()),
         None => (0, 0),
     };
-    for _ in 0..2 {
+    for _ in 0..3 {
         let updated = sqlx::query(
             "UPDATE credit_balances SET balance_micro_usd = balance_micro_usd + $2, \
              entry_count = entry_count + 1, updated_at = $3 \
@@ -394,9 +394,14 @@ async fn move_balance(
                 .fetch_optional(&mut **tx)
                 .await?;
         if let Some(row) = existing {
-            return Ok(Err(MicroUsd::from_micros(
-                row.try_get("balance_micro_usd")?,
-            )));
+            let balance = MicroUsd::from_micros(row.try_get("balance_micro_usd")?);
+            let after = balance.micros().checked_add(new.amount.micros());
+            if enforce == 1 && after.is_none_or(|after| after < floor) {
+                return Ok(Err(balance));
+            }
+            // The row was created by a transaction that committed after our
+            // UPDATE looked (PostgreSQL): update it now.
+            continue;
         }
         sqlx::query(
             "INSERT INTO credit_balances (user_id, balance_micro_usd, entry_count, updated_at) \
