@@ -1,1 +1,64 @@
-fn main() {}
+//! `clawplane`: one binary, one subcommand per role.
+//!
+//! - `serve`: the control plane (API, control endpoints, background jobs);
+//! - `admin`: operator commands against the store (credits, secrets, migrations);
+//! - `bench`: benchmarks whose results go into `docs/benchmarks.md`.
+
+mod commands;
+mod config;
+mod logging;
+
+use clap::{Parser, Subcommand};
+
+/// clawplane: a managed OpenClaw service you run on your own machines.
+#[derive(Debug, Parser)]
+#[command(name = "clawplane", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Log format: `text` for people, `json` for collectors.
+    #[arg(long, env = "CLAWPLANE_LOG_FORMAT", default_value = "text", global = true, value_parser = ["text", "json"])]
+    log_format: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the control plane on its embedded defaults or the configured backends.
+    Serve(commands::serve::ServeArgs),
+    /// Operator commands: credits, secrets, migrations.
+    #[command(subcommand)]
+    Admin(commands::admin::AdminCommand),
+    /// Benchmarks (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    logging::init(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Admin(cmd) => commands::admin::run(cmd).await,
+            Command::Bench(cmd) => commands::bench::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -146,6 +146,19 @@ impl Store {
     }
 }
 
+/// Creates the data directory readable by its owner only (0700); an existing
+/// directory is left as the operator made it.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 fn with_sqlite_create_mode(url: &str) -> String {
     if url.contains("mode=") {
         url.to_owned()

@@ -1,0 +1,36 @@
+//! The server's settings, already parsed and validated (the CLI builds them).
+
+use std::time::Duration;
+
+use clawplane_billing::BillingConfig;
+use clawplane_secrets::SecretString;
+
+/// Everything `clawplane serve` needs besides the store and the key ring.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `OA_CONTROL_KEY`: gates `/control/openclaw/*`. Unset: those routes answer 500 saying so.
+    pub control_key: Option<SecretString>,
+    /// `OA_INTERNAL_KEY`: the seed's beta auth for `/api/openclaw/*`.
+    pub internal_key: Option<SecretString>,
+    /// Billing settings.
+    pub billing: BillingConfig,
+    /// Largest request body accepted (default 1 MiB).
+    pub body_limit: usize,
+    /// How long in-flight requests get to finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// Whether to run the background jobs (monthly grants, metering).
+    pub run_jobs: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            control_key: None,
+            internal_key: None,
+            billing: BillingConfig::default(),
+            body_limit: 1024 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+            run_jobs: true,
+        }
+    }
+}

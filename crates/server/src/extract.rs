@@ -1,0 +1,246 @@
+//! Request parsing and key checks that answer in the envelope.
+//!
+//! Keys are compared in constant time ([`constant_time_eq`]). Header values
+//! are never logged nor echoed.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use clawplane_domain::{IdempotencyKey, IdempotencyKeyError, UserId};
+use clawplane_secrets::{constant_time_eq, ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The control key header (the seed's name).
+pub const CONTROL_KEY_HEADER: &str = "x-oa-control-key";
+/// The beta internal key header.
+pub const INTERNAL_KEY_HEADER: &str = "x-oa-internal-key";
+/// The user id header.
+pub const USER_ID_HEADER: &str = "x-oa-user-id";
+/// The idempotency key header.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// A JSON body whose rejection is the envelope: 413 over the size limit, 415
+/// without a JSON content type, 400 for malformed JSON or a wrong shape.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(json_rejection(&rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: &JsonRejection) -> ApiError {
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than the limit of 1 MiB",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ),
+        _ => match rejection {
+            JsonRejection::JsonDataError(e) => ApiError::bad_request(format!(
+                "the JSON body does not have the expected shape: {}",
+                without_quoted_input(&e.body_text())
+            )),
+            _ => ApiError::bad_request("the request body is not valid JSON"),
+        },
+    }
+}
+
+/// serde's messages quote the offending input; input may be a secret, so
+/// quoted parts are dropped from anything echoed back.
+fn without_quoted_input(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        if c == '"' || c == '`' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out.chars().take(300).collect()
+}
+
+/// Checks `x-oa-control-key` against `OA_CONTROL_KEY` in constant time.
+pub struct ControlAuth;
+
+impl FromRequestParts<AppState> for ControlAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let expected = state.config.control_key.as_ref().ok_or_else(|| {
+            ApiError::misconfigured(
+                "OA_CONTROL_KEY is not set on the server: set it to enable the control endpoints",
+            )
+        })?;
+        check_key(&parts.headers, CONTROL_KEY_HEADER, expected)?;
+        Ok(ControlAuth)
+    }
+}
+
+/// The seed's beta auth for `/api/openclaw/*`: `X-OA-Internal-Key` against
+/// `OA_INTERNAL_KEY`, then the user from `X-OA-User-Id`.
+pub struct ApiUser(pub UserId);
+
+impl FromRequestParts<AppState> for ApiUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let expected = state.config.internal_key.as_ref().ok_or_else(|| {
+            ApiError::misconfigured(
+                "OA_INTERNAL_KEY is not set on the server: set it to enable the API's internal-key auth",
+            )
+        })?;
+        check_key(&parts.headers, INTERNAL_KEY_HEADER, expected)?;
+        let user = header_text(&parts.headers, USER_ID_HEADER).unwrap_or_default();
+        UserId::parse(user)
+            .map(ApiUser)
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    }
+}
+
+fn check_key(headers: &HeaderMap, name: &str, expected: &SecretString) -> Result<(), ApiError> {
+    let given = headers.get(name).map(|v| v.as_bytes()).unwrap_or_default();
+    if !given.is_empty() && constant_time_eq(given, expected.expose_secret().as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized(format!("missing or invalid {name}")))
+    }
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The query string as a map; a malformed one is a 400.
+pub fn query_map(parts_query: Option<&str>) -> Result<HashMap<String, String>, ApiError> {
+    match parts_query {
+        None | Some("") => Ok(HashMap::new()),
+        Some(q) => serde_urlencoded::from_str(q)
+            .map_err(|_| ApiError::bad_request("the query string is malformed")),
+    }
+}
+
+/// The user id in the seed's order: header `x-oa-user-id`, then query
+/// `user_id` / `userId`, then body `user_id` / `userId` / `subject` / `user`.
+pub fn control_user_id(
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    body: Option<&Value>,
+) -> Result<UserId, ApiError> {
+    let from_header = header_text(headers, USER_ID_HEADER).filter(|s| !s.trim().is_empty());
+    let from_query = ["user_id", "userId"].iter().find_map(|k| {
+        query
+            .get(*k)
+            .map(String::as_str)
+            .filter(|s| !s.trim().is_empty())
+    });
+    let from_body = body.and_then(|b| {
+        ["user_id", "userId", "subject", "user"]
+            .iter()
+            .find_map(|k| {
+                b.get(*k)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.trim().is_empty())
+            })
+    });
+    let raw = from_header.or(from_query).or(from_body).unwrap_or_default();
+    UserId::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// The `Idempotency-Key` header, required for ledger writes. Keys starting
+/// with `clawplane:` are reserved for the server's own jobs.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
+    let raw = match headers.get(IDEMPOTENCY_KEY_HEADER) {
+        None => return Err(IdempotencyKeyError::Missing.into()),
+        Some(v) => v
+            .to_str()
+            .map_err(|_| ApiError::from(IdempotencyKeyError::Invalid))?,
+    };
+    let key = IdempotencyKey::parse(raw)?;
+    if key.is_internal() {
+        return Err(ApiError::bad_request(
+            "Idempotency-Key values starting with 'clawplane:' are reserved",
+        ));
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_input_is_never_echoed() {
+        let m = without_quoted_input(r#"invalid type: string "sk-secret", expected u64 at line 1"#);
+        assert!(!m.contains("sk-secret"), "{m}");
+        assert!(m.contains("expected u64"));
+    }
+
+    #[test]
+    fn the_user_id_is_looked_up_in_the_seeds_order() {
+        let mut headers = HeaderMap::new();
+        let mut query = HashMap::new();
+        let body = serde_json::json!({"subject": "from-subject", "user": "from-user"});
+        assert_eq!(
+            control_user_id(&headers, &query, Some(&body))
+                .unwrap()
+                .as_str(),
+            "from-subject"
+        );
+        let body = serde_json::json!({"userId": "from-body", "subject": "s"});
+        assert_eq!(
+            control_user_id(&headers, &query, Some(&body))
+                .unwrap()
+                .as_str(),
+            "from-body"
+        );
+        query.insert("userId".into(), "from-query-camel".into());
+        assert_eq!(
+            control_user_id(&headers, &query, Some(&body))
+                .unwrap()
+                .as_str(),
+            "from-query-camel"
+        );
+        query.insert("user_id".into(), "from-query".into());
+        assert_eq!(
+            control_user_id(&headers, &query, Some(&body))
+                .unwrap()
+                .as_str(),
+            "from-query"
+        );
+        headers.insert(USER_ID_HEADER, "from-header".parse().unwrap());
+        assert_eq!(
+            control_user_id(&headers, &query, Some(&body))
+                .unwrap()
+                .as_str(),
+            "from-header"
+        );
+        let none = control_user_id(&HeaderMap::new(), &HashMap::new(), None).unwrap_err();
+        assert_eq!(none.message, "missing user id");
+    }
+}

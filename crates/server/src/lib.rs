@@ -1,0 +1,20 @@
+//! The control plane's HTTP server, `clawplane serve`.
+//!
+//! - [`startup`]: builds the application from its settings, takes a listener
+//!   and a shutdown signal, runs the background jobs, shuts down gracefully;
+//! - [`routes`]: the route table and one module per resource;
+//! - [`error`]: the one error type of this surface and its JSON envelope;
+//! - [`extract`]: request parsing that answers bad input with the envelope
+//!   (JSON bodies, user ids, idempotency keys) and the key checks;
+//! - [`fleet`]: what billing may do to instances from here.
+
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod fleet;
+pub mod routes;
+pub mod startup;
+pub mod state;
+
+pub use config::ServerConfig;
+pub use startup::Application;

@@ -1,0 +1,178 @@
+//! Billing routes: the seed's summary on both surfaces, and on the control
+//! surface the ledger writes (grant, burn, reverse) with `Idempotency-Key`.
+
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use chrono::Utc;
+use clawplane_billing::{BurnRequest, GrantRequest};
+use clawplane_domain::MicroUsd;
+use serde_json::Value;
+
+use crate::error::{ok, ApiError};
+use crate::extract::{control_user_id, idempotency_key, query_map, ApiUser, ControlAuth, JsonBody};
+use crate::state::AppState;
+
+/// `GET /api/openclaw/billing/summary`: the caller's balance, month-to-date
+/// usage, next grant and recent entries.
+pub async fn get_api_summary(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+) -> Result<Response, ApiError> {
+    Ok(ok(state.ledger.summary(&user, Utc::now()).await?))
+}
+
+/// `GET /api/openclaw/billing/ledger?before=&limit=`: the caller's entries, newest first.
+pub async fn get_api_ledger(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = query_map(query.as_deref())?;
+    let limit = match query.get("limit") {
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| ApiError::bad_request("limit must be a whole number from 1 to 200"))?,
+        None => 50,
+    };
+    let page = state
+        .ledger
+        .entries(&user, query.get("before").map(String::as_str), limit)
+        .await
+        .map_err(|e| match e {
+            clawplane_billing::BillingError::EntryNotFound => {
+                ApiError::bad_request("before must be a cursor from a previous page")
+            }
+            other => other.into(),
+        })?;
+    Ok(ok(page))
+}
+
+/// `GET /control/openclaw/billing/summary`: the seed's `{user_id, balance_usd}` and more.
+pub async fn get_control_summary(
+    State(state): State<AppState>,
+    _auth: ControlAuth,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = query_map(query.as_deref())?;
+    let user = control_user_id(&headers, &query, None)?;
+    Ok(ok(state.ledger.summary(&user, Utc::now()).await?))
+}
+
+/// `POST /control/openclaw/billing/grant` `{user_id, amount_usd, source?, meta?}`.
+pub async fn post_control_grant(
+    State(state): State<AppState>,
+    _auth: ControlAuth,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let write = LedgerWrite::parse(&headers, query.as_deref(), &body, "manual")?;
+    let balance = state
+        .ledger
+        .grant(GrantRequest {
+            user_id: write.user,
+            amount: write.amount,
+            source: write.source,
+            idempotency_key: write.key,
+            meta: write.meta,
+        })
+        .await?;
+    Ok(ok(balance))
+}
+
+/// `POST /control/openclaw/billing/burn` `{user_id, amount_usd, source?, meta?}`;
+/// 402 when the balance would go below the floor.
+pub async fn post_control_burn(
+    State(state): State<AppState>,
+    _auth: ControlAuth,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let write = LedgerWrite::parse(&headers, query.as_deref(), &body, "usage")?;
+    let balance = state
+        .ledger
+        .burn(BurnRequest {
+            user_id: write.user,
+            amount: write.amount,
+            source: write.source,
+            idempotency_key: write.key,
+            meta: write.meta,
+        })
+        .await?;
+    Ok(ok(balance))
+}
+
+/// `POST /control/openclaw/billing/reverse` `{user_id, entry_id, reason?}`.
+pub async fn post_control_reverse(
+    State(state): State<AppState>,
+    _auth: ControlAuth,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let query = query_map(query.as_deref())?;
+    let user = control_user_id(&headers, &query, Some(&body))?;
+    let key = idempotency_key(&headers)?;
+    let entry_id = body
+        .get("entry_id")
+        .and_then(Value::as_i64)
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::bad_request("entry_id must be the id of a ledger entry"))?;
+    let reason = body
+        .get("reason")
+        .and_then(Value::as_str)
+        .unwrap_or("correction");
+    Ok(ok(state
+        .ledger
+        .reverse(&user, entry_id, key, reason)
+        .await?))
+}
+
+/// The common fields of a grant or a burn.
+struct LedgerWrite {
+    user: clawplane_domain::UserId,
+    amount: MicroUsd,
+    source: String,
+    key: clawplane_domain::IdempotencyKey,
+    meta: Value,
+}
+
+impl LedgerWrite {
+    fn parse(
+        headers: &HeaderMap,
+        query: Option<&str>,
+        body: &Value,
+        default_source: &str,
+    ) -> Result<Self, ApiError> {
+        if !body.is_object() {
+            return Err(ApiError::bad_request("the body must be a JSON object"));
+        }
+        let query = query_map(query)?;
+        let user = control_user_id(headers, &query, Some(body))?;
+        let key = idempotency_key(headers)?;
+        let amount = match body.get("amount_usd") {
+            None | Some(Value::Null) => {
+                return Err(ApiError::bad_request("amount_usd is required"))
+            }
+            Some(v) => MicroUsd::from_json(v)?,
+        };
+        let source = match body.get("source") {
+            None | Some(Value::Null) => default_source.to_owned(),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(ApiError::bad_request("source must be a string")),
+        };
+        let meta = body.get("meta").cloned().unwrap_or(Value::Null);
+        Ok(LedgerWrite {
+            user,
+            amount,
+            source,
+            key,
+            meta,
+        })
+    }
+}

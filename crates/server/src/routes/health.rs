@@ -1,0 +1,25 @@
+//! `GET /healthz` (the process is up) and `GET /readyz` (the database answers).
+
+use axum::extract::State;
+use axum::response::Response;
+
+use crate::error::{ok, ApiError};
+use crate::state::AppState;
+
+/// Always 200 while the process serves requests.
+pub async fn get_healthz() -> Response {
+    ok(serde_json::json!({ "status": "live" }))
+}
+
+/// 200 when the database answers, 503 otherwise.
+pub async fn get_readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
+    state
+        .store
+        .ping()
+        .await
+        .map_err(|e| ApiError::unavailable(&e))?;
+    Ok(ok(serde_json::json!({
+        "status": "ready",
+        "database": state.store.backend().as_str(),
+    })))
+}

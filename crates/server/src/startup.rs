@@ -1,0 +1,96 @@
+//! Building and running the server. Start-up takes its listener and a
+//! shutdown signal as arguments, so tests bind port 0 and stop it at will.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clawplane_billing::{jobs, Ledger, Meter};
+use clawplane_secrets::KeyRing;
+use clawplane_store::{Store, Vault};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::fleet::StoreOnlyFleet;
+use crate::routes::router;
+use crate::state::AppState;
+use crate::ServerConfig;
+
+/// A built, not yet running, server.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Wires the parts together around an already bound listener.
+    pub fn build(config: ServerConfig, store: Store, keys: KeyRing, listener: TcpListener) -> Self {
+        let ledger = Ledger::new(store.clone(), config.billing.clone());
+        let state = AppState {
+            vault: Vault::new(store.clone(), keys),
+            store,
+            ledger,
+            config: Arc::new(config),
+        };
+        Application { listener, state }
+    }
+
+    /// The address it listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish
+    /// for at most the configured grace period, stops the background jobs at
+    /// a safe point, and closes the store.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Application { listener, state } = self;
+        let token = CancellationToken::new();
+        let jobs = state.config.run_jobs.then(|| {
+            let meter = Meter::new(
+                state.ledger.clone(),
+                Arc::new(StoreOnlyFleet::new(state.store.clone())),
+            );
+            let interval = state.config.billing.metering_interval;
+            tokio::spawn(jobs::run(
+                state.ledger.clone(),
+                meter,
+                interval,
+                token.clone(),
+            ))
+        });
+        let grace = state.config.shutdown_grace;
+        let store = state.store.clone();
+        let signal = token.clone();
+        let serve = axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing in-flight requests");
+                signal.cancel();
+            })
+            .into_future();
+        tokio::pin!(serve);
+        let result = tokio::select! {
+            r = &mut serve => r,
+            _ = token.cancelled() => match tokio::time::timeout(grace, &mut serve).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; closing them");
+                    Ok(())
+                }
+            },
+        };
+        token.cancel();
+        if let Some(jobs) = jobs {
+            if tokio::time::timeout(grace, jobs).await.is_err() {
+                tracing::warn!("the billing job did not stop in time");
+            }
+        }
+        store.close().await;
+        tracing::info!("stopped");
+        result
+    }
+}

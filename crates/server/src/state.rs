@@ -1,0 +1,21 @@
+//! Shared state handed to every handler.
+
+use std::sync::Arc;
+
+use clawplane_billing::Ledger;
+use clawplane_store::{Store, Vault};
+
+use crate::ServerConfig;
+
+/// Cheap to clone: everything inside is shared.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// Plaintext secrets in and out.
+    pub vault: Vault,
+    /// The credit ledger.
+    pub ledger: Ledger,
+    /// Settings.
+    pub config: Arc<ServerConfig>,
+}
