@@ -75,7 +75,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the SQLite file `clawplane.sqlite` in `dir`.
     pub async fn open_sqlite_dir(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        create_private_dir(dir).map_err(|e| {
             StoreError::Corrupt(format!(
                 "cannot create data directory {}: {e}",
                 dir.display()
