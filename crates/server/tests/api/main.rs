@@ -1,0 +1,5 @@
+//! HTTP tests of `clawplane serve`'s router over real stores (SQLite and PostgreSQL).
+
+mod billing;
+mod helpers;
+mod surface;
