@@ -34,7 +34,12 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut ServerConf
     };
     tweak(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = Application::build(config, db.store.clone(), KeyRing::new(EncryptionKey::generate()), listener);
+    let app = Application::build(
+        config,
+        db.store.clone(),
+        KeyRing::new(EncryptionKey::generate()),
+        listener,
+    );
     let address = format!("http://{}", app.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run(async move {
@@ -42,7 +47,10 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut ServerConf
     }));
     TestApp {
         address,
-        client: Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap(),
+        client: Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap(),
         db,
         shutdown: Some(tx),
         handle: Some(handle),
@@ -110,13 +118,22 @@ pub async fn send(request: RequestBuilder) -> (u16, Value) {
 pub async fn envelope(response: Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
-    let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
-    let ok = body["ok"].as_bool().unwrap_or_else(|| panic!("no ok field: {text}"));
+    let body: Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    let ok = body["ok"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no ok field: {text}"));
     assert_eq!(ok, status < 400, "ok matches the status: {status} {text}");
     if !ok {
         assert!(body["error"]["code"].is_string(), "error.code: {text}");
-        assert!(body["error"]["message"].is_string(), "error.message: {text}");
-        assert!(body["error"].get("details").is_some(), "error.details: {text}");
+        assert!(
+            body["error"]["message"].is_string(),
+            "error.message: {text}"
+        );
+        assert!(
+            body["error"].get("details").is_some(),
+            "error.details: {text}"
+        );
     }
     (status, body)
 }

@@ -32,21 +32,41 @@ fn body() -> serde_json::Value {
 async fn control_routes_refuse_missing_and_wrong_keys() {
     let app = spawn_app(Backend::Sqlite).await;
     app.grant("ana", "10", "seed").await;
-    let wrong_keys = ["", "wrong", &CONTROL_KEY[..CONTROL_KEY.len() - 1], &format!("{CONTROL_KEY}x"), INTERNAL_KEY];
+    let wrong_keys = [
+        "",
+        "wrong",
+        &CONTROL_KEY[..CONTROL_KEY.len() - 1],
+        &format!("{CONTROL_KEY}x"),
+        INTERNAL_KEY,
+    ];
     for (m, path) in CONTROL_ROUTES {
         let url = format!("{}{path}", app.address);
-        let (status, b) = send(app.client.request(method(m), &url).header("idempotency-key", "k").json(&body())).await;
+        let (status, b) = send(
+            app.client
+                .request(method(m), &url)
+                .header("idempotency-key", "k")
+                .json(&body()),
+        )
+        .await;
         assert_eq!(status, 401, "{m} {path} without a key: {b}");
         for wrong in wrong_keys {
             let (status, _) = send(
-                app.client.request(method(m), &url).header("x-oa-control-key", wrong).header("idempotency-key", "k").json(&body()),
+                app.client
+                    .request(method(m), &url)
+                    .header("x-oa-control-key", wrong)
+                    .header("idempotency-key", "k")
+                    .json(&body()),
             )
             .await;
             assert_eq!(status, 401, "{m} {path} with a wrong key");
         }
     }
-    let (_, summary) = send(app.control(Method::GET, "/control/openclaw/billing/summary?user_id=ana")).await;
-    assert_eq!(summary["data"]["balance_micro_usd"], 10_000_000, "nothing was written");
+    let (_, summary) =
+        send(app.control(Method::GET, "/control/openclaw/billing/summary?user_id=ana")).await;
+    assert_eq!(
+        summary["data"]["balance_micro_usd"], 10_000_000,
+        "nothing was written"
+    );
     app.stop().await;
 }
 
@@ -55,18 +75,41 @@ async fn api_routes_refuse_missing_and_wrong_keys_and_require_a_user() {
     let app = spawn_app(Backend::Sqlite).await;
     for (m, path) in API_ROUTES {
         let url = format!("{}{path}", app.address);
-        let (status, _) = send(app.client.request(method(m), &url).header("x-oa-user-id", "ana")).await;
-        assert_eq!(status, 401, "{path}");
         let (status, _) = send(
-            app.client.request(method(m), &url).header("x-oa-internal-key", CONTROL_KEY).header("x-oa-user-id", "ana"),
+            app.client
+                .request(method(m), &url)
+                .header("x-oa-user-id", "ana"),
         )
         .await;
-        assert_eq!(status, 401, "{path}: the control key is not the internal key");
-        let (status, b) = send(app.client.request(method(m), &url).header("x-oa-internal-key", INTERNAL_KEY)).await;
-        assert_eq!((status, b["error"]["message"].as_str()), (400, Some("missing user id")), "{path}");
+        assert_eq!(status, 401, "{path}");
+        let (status, _) = send(
+            app.client
+                .request(method(m), &url)
+                .header("x-oa-internal-key", CONTROL_KEY)
+                .header("x-oa-user-id", "ana"),
+        )
+        .await;
+        assert_eq!(
+            status, 401,
+            "{path}: the control key is not the internal key"
+        );
+        let (status, b) = send(
+            app.client
+                .request(method(m), &url)
+                .header("x-oa-internal-key", INTERNAL_KEY),
+        )
+        .await;
+        assert_eq!(
+            (status, b["error"]["message"].as_str()),
+            (400, Some("missing user id")),
+            "{path}"
+        );
         for hostile in ["a\tb", &"x".repeat(300)] {
             let (status, _) = send(
-                app.client.request(method(m), &url).header("x-oa-internal-key", INTERNAL_KEY).header("x-oa-user-id", hostile),
+                app.client
+                    .request(method(m), &url)
+                    .header("x-oa-internal-key", INTERNAL_KEY)
+                    .header("x-oa-user-id", hostile),
             )
             .await;
             assert_eq!(status, 400, "{path} with a hostile user id");
@@ -82,36 +125,90 @@ async fn unset_server_keys_are_a_500_that_names_the_setting() {
         c.internal_key = None;
     })
     .await;
-    let (status, b) = send(app.control(Method::GET, "/control/openclaw/billing/summary?user_id=a")).await;
+    let (status, b) =
+        send(app.control(Method::GET, "/control/openclaw/billing/summary?user_id=a")).await;
     assert_eq!(status, 500);
-    assert!(b["error"]["message"].as_str().unwrap().contains("OA_CONTROL_KEY is not set"));
+    assert!(b["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("OA_CONTROL_KEY is not set"));
     let (status, b) = send(app.api(Method::GET, "/api/openclaw/billing/summary", "a")).await;
     assert_eq!(status, 500);
-    assert!(b["error"]["message"].as_str().unwrap().contains("OA_INTERNAL_KEY is not set"));
+    assert!(b["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("OA_INTERNAL_KEY is not set"));
     app.stop().await;
 }
 
 #[tokio::test]
 async fn bad_bodies_get_a_4xx_envelope_and_change_nothing() {
     let app = spawn_app(Backend::Sqlite).await;
-    for path in ["/control/openclaw/billing/grant", "/control/openclaw/billing/burn", "/control/openclaw/billing/reverse"] {
-        let post = || app.control(Method::POST, path).header("idempotency-key", "bad-input");
+    for path in [
+        "/control/openclaw/billing/grant",
+        "/control/openclaw/billing/burn",
+        "/control/openclaw/billing/reverse",
+    ] {
+        let post = || {
+            app.control(Method::POST, path)
+                .header("idempotency-key", "bad-input")
+        };
         let cases: Vec<(reqwest::RequestBuilder, u16)> = vec![
-            (post().header("content-type", "application/json").body("{not json"), 400),
-            (post().header("content-type", "application/json").body(""), 400),
+            (
+                post()
+                    .header("content-type", "application/json")
+                    .body("{not json"),
+                400,
+            ),
+            (
+                post().header("content-type", "application/json").body(""),
+                400,
+            ),
             (post().body(r#"{"user_id":"ana","amount_usd":1}"#), 415),
             (post().json(&json!([1, 2])), 400),
             (post().json(&json!("string")), 400),
-            (post().json(&json!({"user_id": "ana", "amount_usd": true, "entry_id": "x"})), 400),
-            (post().json(&json!({"user_id": "ana", "amount_usd": "NaN", "entry_id": -1})), 400),
-            (post().json(&json!({"user_id": "ana", "amount_usd": "1e400"})), 400),
-            (post().json(&json!({"user_id": 7, "amount_usd": 1, "entry_id": 1})), 400),
-            (post().json(&json!({"user_id": "ana\u{0}", "amount_usd": 1, "entry_id": 1})), 400),
-            (post().json(&json!({"user_id": "ana", "amount_usd": 1, "source": 5})), 400),
-            (post().json(&json!({"user_id": "ana", "amount_usd": 1, "source": "DROP TABLE"})), 400),
-            (post().json(&json!({"user_id": "ana", "amount_usd": 1, "meta": [1]})), 400),
-            (post().json(&json!({"user_id": "ana", "amount_usd": 1.0000001})), 400),
-            (post().header("content-type", "application/json").body(vec![b' '; 1024 * 1024 + 10]), 413),
+            (
+                post().json(&json!({"user_id": "ana", "amount_usd": true, "entry_id": "x"})),
+                400,
+            ),
+            (
+                post().json(&json!({"user_id": "ana", "amount_usd": "NaN", "entry_id": -1})),
+                400,
+            ),
+            (
+                post().json(&json!({"user_id": "ana", "amount_usd": "1e400"})),
+                400,
+            ),
+            (
+                post().json(&json!({"user_id": 7, "amount_usd": 1, "entry_id": 1})),
+                400,
+            ),
+            (
+                post().json(&json!({"user_id": "ana\u{0}", "amount_usd": 1, "entry_id": 1})),
+                400,
+            ),
+            (
+                post().json(&json!({"user_id": "ana", "amount_usd": 1, "source": 5})),
+                400,
+            ),
+            (
+                post().json(&json!({"user_id": "ana", "amount_usd": 1, "source": "DROP TABLE"})),
+                400,
+            ),
+            (
+                post().json(&json!({"user_id": "ana", "amount_usd": 1, "meta": [1]})),
+                400,
+            ),
+            (
+                post().json(&json!({"user_id": "ana", "amount_usd": 1.0000001})),
+                400,
+            ),
+            (
+                post()
+                    .header("content-type", "application/json")
+                    .body(vec![b' '; 1024 * 1024 + 10]),
+                413,
+            ),
         ];
         for (i, (request, expected)) in cases.into_iter().enumerate() {
             let (status, b) = send(request).await;
@@ -129,8 +226,12 @@ async fn bad_bodies_get_a_4xx_envelope_and_change_nothing() {
     )
     .await;
     assert_eq!(status, 400, "a non-ASCII idempotency key");
-    let (_, verify) = send(app.control(Method::GET, "/control/openclaw/billing/summary?user_id=ana")).await;
-    assert_eq!(verify["data"]["balance_micro_usd"], 0, "nothing was written");
+    let (_, verify) =
+        send(app.control(Method::GET, "/control/openclaw/billing/summary?user_id=ana")).await;
+    assert_eq!(
+        verify["data"]["balance_micro_usd"], 0,
+        "nothing was written"
+    );
     app.stop().await;
 }
 
@@ -152,17 +253,35 @@ async fn errors_never_echo_secrets_from_the_body() {
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_in_the_envelope() {
     let app = spawn_app(Backend::Sqlite).await;
-    for path in ["/nope", "/api/openclaw/nope", "/control/openclaw/../../etc/passwd", "/api/openclaw/billing/summary/extra", "/%00"] {
+    for path in [
+        "/nope",
+        "/api/openclaw/nope",
+        "/control/openclaw/../../etc/passwd",
+        "/api/openclaw/billing/summary/extra",
+        "/%00",
+    ] {
         let (status, _) = envelope(app.get(path).send().await.unwrap()).await;
         assert_eq!(status, 404, "{path}");
     }
-    for (m, path) in [("DELETE", "/healthz"), ("PUT", "/control/openclaw/billing/grant"), ("POST", "/api/openclaw/billing/summary")] {
-        let (status, _) = send(app.client.request(method(m), format!("{}{path}", app.address))).await;
+    for (m, path) in [
+        ("DELETE", "/healthz"),
+        ("PUT", "/control/openclaw/billing/grant"),
+        ("POST", "/api/openclaw/billing/summary"),
+    ] {
+        let (status, _) = send(
+            app.client
+                .request(method(m), format!("{}{path}", app.address)),
+        )
+        .await;
         assert_eq!(status, 405, "{m} {path}");
     }
     let (status, map) = send(app.get("/api/openclaw")).await;
     assert_eq!(status, 200);
-    assert!(map["data"]["routes"].as_array().unwrap().iter().any(|r| r == "GET /api/openclaw/billing/summary"));
+    assert!(map["data"]["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r == "GET /api/openclaw/billing/summary"));
     app.stop().await;
 }
 
@@ -171,7 +290,8 @@ async fn authenticated_replies_are_not_cached_and_cors_allows_the_seeds_headers(
     let app = spawn_app(Backend::Sqlite).await;
     for request in [
         app.api(Method::GET, "/api/openclaw/billing/summary", "ana"),
-        app.client.get(format!("{}/api/openclaw/billing/summary", app.address)),
+        app.client
+            .get(format!("{}/api/openclaw/billing/summary", app.address)),
         app.control(Method::GET, "/control/openclaw/billing/summary?user_id=ana"),
     ] {
         let response = request.send().await.unwrap();
@@ -180,15 +300,28 @@ async fn authenticated_replies_are_not_cached_and_cors_allows_the_seeds_headers(
     }
     let preflight = app
         .client
-        .request(Method::OPTIONS, format!("{}/api/openclaw/billing/summary", app.address))
+        .request(
+            Method::OPTIONS,
+            format!("{}/api/openclaw/billing/summary", app.address),
+        )
         .header("origin", "http://127.0.0.1:3000")
         .header("access-control-request-method", "GET")
-        .header("access-control-request-headers", "x-oa-internal-key,x-oa-user-id,x-openagents-service-token")
+        .header(
+            "access-control-request-headers",
+            "x-oa-internal-key,x-oa-user-id,x-openagents-service-token",
+        )
         .send()
         .await
         .unwrap();
-    let allowed = preflight.headers()["access-control-allow-headers"].to_str().unwrap().to_lowercase();
-    for h in ["x-oa-internal-key", "x-oa-user-id", "x-openagents-service-token"] {
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    for h in [
+        "x-oa-internal-key",
+        "x-oa-user-id",
+        "x-openagents-service-token",
+    ] {
         assert!(allowed.contains(h), "{allowed}");
     }
     app.stop().await;
