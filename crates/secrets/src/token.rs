@@ -36,7 +36,7 @@ mod tests {
         assert_eq!(a.expose_secret().len(), 43);
         assert_eq!(URL_SAFE_NO_PAD.decode(a.expose_secret()).unwrap().len(), 32);
         assert_ne!(a.expose_secret(), b.expose_secret());
-        assert_eq!(format!("{a:?}").contains(a.expose_secret()), false);
+        assert!(!format!("{a:?}").contains(a.expose_secret()));
     }
 
     #[test]

@@ -14,7 +14,8 @@ pub const INTERNAL_KEY: &str = "internal-key-for-tests-0123456789";
 pub struct TestApp {
     pub address: String,
     pub client: Client,
-    pub db: TestDb,
+    /// Kept alive as long as the app: dropping it removes the database.
+    _db: TestDb,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -51,7 +52,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut ServerConf
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .unwrap(),
-        db,
+        _db: db,
         shutdown: Some(tx),
         handle: Some(handle),
     }
@@ -60,10 +61,6 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut ServerConf
 impl TestApp {
     pub fn get(&self, path: &str) -> RequestBuilder {
         self.client.get(format!("{}{path}", self.address))
-    }
-
-    pub fn post(&self, path: &str) -> RequestBuilder {
-        self.client.post(format!("{}{path}", self.address))
     }
 
     /// A control request with the right key.
