@@ -445,3 +445,70 @@ backend_tests!(
         assert!(next.at > chrono::Utc::now().timestamp_millis());
     }
 );
+
+backend_tests!(
+    a_concurrent_mix_of_replays_conflicts_and_refusals_stays_consistent,
+    |db: TestDb| async move {
+        let ledger = ledger(&db);
+        ledger.grant(grant("mix", "5", "fund")).await.unwrap();
+        // Many tasks at once, so that SQLite's writer batches them together:
+        // the same key with the same request, the same key with another amount,
+        // and burns that only partly fit under the floor.
+        let mut tasks = Vec::new();
+        for i in 0..48 {
+            let ledger = ledger.clone();
+            tasks.push(tokio::spawn(async move {
+                match i % 3 {
+                    0 => ledger.burn(burn("mix", "1", "shared")).await,
+                    1 => ledger.burn(burn("mix", "2", "shared")).await,
+                    _ => ledger.burn(burn("mix", "1", &format!("own-{i}"))).await,
+                }
+            }));
+        }
+        let mut applied = 0;
+        let mut replayed = 0;
+        let mut conflicts = 0;
+        let mut refused = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(b) if b.replayed => replayed += 1,
+                Ok(_) => applied += 1,
+                Err(BillingError::IdempotencyConflict) => conflicts += 1,
+                Err(BillingError::InsufficientCredits { .. }) => refused += 1,
+                Err(e) => panic!("unexpected: {e}"),
+            }
+        }
+        let entries = ledger
+            .entries(&user("mix"), None, 200)
+            .await
+            .unwrap()
+            .entries;
+        let burned: i64 = entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Burn)
+            .map(|e| -e.amount.micros())
+            .sum();
+        assert_eq!(
+            applied,
+            entries.len() - 1,
+            "every applied burn is one entry"
+        );
+        assert_eq!(applied + replayed + conflicts + refused, 48);
+        assert_eq!(
+            entries
+                .iter()
+                .filter(|e| e.idempotency_key == "shared")
+                .count(),
+            1
+        );
+        assert!(conflicts >= 1 || replayed >= 1);
+        let balance = ledger
+            .balance(&user("mix"))
+            .await
+            .unwrap()
+            .balance_micro_usd;
+        assert_eq!(balance, 5_000_000 - burned);
+        assert!(balance >= 0, "never below the floor");
+        assert!(ledger.verify().await.unwrap().mismatches.is_empty());
+    }
+);

@@ -17,6 +17,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+use crate::ledger::group_commit::GroupCommit;
 use crate::StoreError;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -70,6 +71,8 @@ pub struct Store {
     pub(crate) read: AnyPool,
     /// Writes and transactions. One connection for SQLite.
     pub(crate) write: AnyPool,
+    /// SQLite only: the ledger's group-commit writer.
+    pub(crate) group_commit: Option<GroupCommit>,
 }
 
 impl Store {
@@ -102,10 +105,12 @@ impl Store {
                 // The writer creates the file and switches it to WAL first.
                 SQLITE_MIGRATIONS.run(&write).await?;
                 let read = sqlite_pool(&url, options.max_connections.max(1), options).await?;
+                let group_commit = Some(GroupCommit::start(write.clone()));
                 Store {
                     backend,
                     read,
                     write,
+                    group_commit,
                 }
             }
             Backend::Postgres => {
@@ -122,6 +127,7 @@ impl Store {
                     backend,
                     read: pool.clone(),
                     write: pool,
+                    group_commit: None,
                 }
             }
         };

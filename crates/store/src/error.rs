@@ -51,6 +51,9 @@ pub enum StoreError {
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The store was closed (the process is shutting down).
+    #[error("the store is closed")]
+    Closed,
     /// The database URL names a backend clawplane does not support.
     #[error("unsupported DATABASE_URL scheme: use sqlite:// (or leave it unset) or postgres://")]
     UnsupportedUrl,

@@ -1,31 +1,37 @@
 //! The credit ledger: append-only entries and an O(1) per-user balance.
 //!
-//! Every entry is written in one transaction with its balance change:
+//! Every entry is written in the same transaction as its balance change (and,
+//! for metering, the cursor it advances), and acknowledged only after that
+//! transaction committed. How the write is made differs by engine, because
+//! their concurrency models do:
 //!
-//! 1. an entry with the same idempotency key is returned as a replay when its
-//!    request hash matches, refused when it does not;
-//! 2. the balance row is updated with a conditional `UPDATE ... WHERE
-//!    balance + delta >= floor`, atomic on both engines under any concurrency
-//!    (PostgreSQL's row lock, SQLite's single writer), so no burn overdraws;
-//! 3. the entry is inserted with the resulting balance; a racing duplicate key
-//!    violates the unique index and rolls the whole transaction back;
-//! 4. optionally a metering cursor advances in the same transaction.
+//! - [`locked`] (PostgreSQL, many writers): one transaction per entry; the
+//!   balance row is moved by a conditional `UPDATE ... WHERE balance + delta
+//!   >= floor`, whose row lock serialises writers of one user, so no burn
+//!   overdraws; a racing duplicate key violates the unique index and rolls
+//!   the whole transaction back.
+//! - [`group_commit`] (SQLite, one writer): entries queue to a single writer
+//!   task that applies a batch of them in one `BEGIN IMMEDIATE` transaction
+//!   and answers each after the commit. With one writer the same checks need
+//!   no locks, and one commit serves many entries.
 //!
-//! SQLite transactions start with `BEGIN IMMEDIATE`, so another process (the
-//! admin CLI beside a running server) waits for the write lock instead of
-//! failing half-way.
+//! Both give the same results, which the test suite checks on both engines.
+
+mod bench;
+pub(crate) mod group_commit;
+mod locked;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use clawplane_domain::{EntryKind, IdempotencyKey, InstanceId, LedgerEntry, MicroUsd, UserId};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Row};
 
-use crate::time::{from_millis, now, to_millis};
-use crate::{Backend, Store, StoreError};
+use crate::time::{from_millis, to_millis};
+use crate::{Store, StoreError};
 
-const ENTRY_COLUMNS: &str =
+pub(crate) const ENTRY_COLUMNS: &str =
     "id, user_id, kind, source, amount_micro_usd, balance_after_micro_usd, \
     idempotency_key, reverses_entry_id, meta, created_at";
 
@@ -110,69 +116,11 @@ pub struct VerifyReport {
 }
 
 impl Store {
-    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.write.begin().await?,
-        })
-    }
-
-    /// Appends an entry and moves the balance, atomically. See the module docs.
+    /// Appends an entry and moves the balance, atomically; see the module docs.
     pub async fn append_entry(&self, new: &NewEntry) -> Result<Appended, StoreError> {
-        let mut tx = self.begin_write().await?;
-        if let Some(existing) = entry_by_key(&mut *tx, new.idempotency_key.as_str()).await? {
-            tx.rollback().await?;
-            return replay(existing, new);
-        }
-        let at = to_millis(new.at.unwrap_or_else(now));
-        let balance_after = match move_balance(&mut tx, new, at).await? {
-            Ok(balance) => balance,
-            Err(balance) => {
-                tx.rollback().await?;
-                return Err(StoreError::InsufficientCredits { balance });
-            }
-        };
-        if let Some(cursor) = &new.cursor {
-            if !advance_cursor(&mut tx, cursor, at).await? {
-                tx.rollback().await?;
-                return Err(StoreError::Contended);
-            }
-        }
-        let inserted = sqlx::query(&format!(
-            "INSERT INTO credit_ledger (user_id, kind, source, amount_micro_usd, \
-             balance_after_micro_usd, idempotency_key, request_hash, reverses_entry_id, meta, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {ENTRY_COLUMNS}"
-        ))
-        .bind(new.user_id.as_str().to_owned())
-        .bind(new.kind.as_str())
-        .bind(new.source.clone())
-        .bind(new.amount.micros())
-        .bind(balance_after.micros())
-        .bind(new.idempotency_key.as_str().to_owned())
-        .bind(new.request_hash.clone())
-        .bind(new.reverses_entry_id)
-        .bind(new.meta.to_string())
-        .bind(at)
-        .fetch_one(&mut *tx)
-        .await;
-        match inserted {
-            Ok(row) => {
-                let entry = entry_from_row(&row)?;
-                tx.commit().await?;
-                Ok(Appended::Applied(entry))
-            }
-            Err(e) if StoreError::is_unique_violation(&e) => {
-                // A concurrent request with the same key (or a second reversal
-                // of the same entry) committed first; ours is rolled back whole.
-                tx.rollback().await?;
-                match entry_by_key(&self.write, new.idempotency_key.as_str()).await? {
-                    Some(existing) => replay(existing, new),
-                    None => Err(StoreError::NotReversible(
-                        new.reverses_entry_id.unwrap_or_default(),
-                    )),
-                }
-            }
-            Err(e) => Err(e.into()),
+        match &self.group_commit {
+            Some(writer) => writer.append(new.clone()).await,
+            None => self.append_locked(new).await,
         }
     }
 
@@ -332,7 +280,10 @@ impl Store {
     }
 }
 
-fn replay((existing, hash): (LedgerEntry, String), new: &NewEntry) -> Result<Appended, StoreError> {
+pub(crate) fn replay(
+    (existing, hash): (LedgerEntry, String),
+    new: &NewEntry,
+) -> Result<Appended, StoreError> {
     if hash == new.request_hash {
         Ok(Appended::Replayed(existing))
     } else {
@@ -340,7 +291,7 @@ fn replay((existing, hash): (LedgerEntry, String), new: &NewEntry) -> Result<App
     }
 }
 
-async fn entry_by_key<'e, E>(
+pub(crate) async fn entry_by_key<'e, E>(
     executor: E,
     key: &str,
 ) -> Result<Option<(LedgerEntry, String)>, StoreError>
@@ -359,98 +310,7 @@ where
     }
 }
 
-/// Applies the entry's delta to the balance row. `Ok(Err(balance))` when the
-/// floor refuses it.
-async fn move_balance(
-    tx: &mut Transaction<'static, Any>,
-    new: &NewEntry,
-    at: i64,
-) -> Result<Result<MicroUsd, MicroUsd>, StoreError> {
-    let user = new.user_id.as_str().to_owned();
-    let (enforce, floor) = match new.floor {
-        Some(floor) => (1_i64, floor.micros()),
-        None => (0, 0),
-    };
-    for _ in 0..3 {
-        let updated = sqlx::query(
-            "UPDATE credit_balances SET balance_micro_usd = balance_micro_usd + $2, \
-             entry_count = entry_count + 1, updated_at = $3 \
-             WHERE user_id = $1 AND ($4 = 0 OR balance_micro_usd + $2 >= $5) \
-             RETURNING balance_micro_usd",
-        )
-        .bind(user.clone())
-        .bind(new.amount.micros())
-        .bind(at)
-        .bind(enforce)
-        .bind(floor)
-        .fetch_optional(&mut **tx)
-        .await?;
-        if let Some(row) = updated {
-            return Ok(Ok(MicroUsd::from_micros(row.try_get("balance_micro_usd")?)));
-        }
-        let existing =
-            sqlx::query("SELECT balance_micro_usd FROM credit_balances WHERE user_id = $1")
-                .bind(user.clone())
-                .fetch_optional(&mut **tx)
-                .await?;
-        if let Some(row) = existing {
-            let balance = MicroUsd::from_micros(row.try_get("balance_micro_usd")?);
-            let after = balance.micros().checked_add(new.amount.micros());
-            if enforce == 1 && after.is_none_or(|after| after < floor) {
-                return Ok(Err(balance));
-            }
-            // The row was created by a transaction that committed after our
-            // UPDATE looked (PostgreSQL): update it now.
-            continue;
-        }
-        sqlx::query(
-            "INSERT INTO credit_balances (user_id, balance_micro_usd, entry_count, updated_at) \
-             VALUES ($1, 0, 0, $2) ON CONFLICT (user_id) DO NOTHING",
-        )
-        .bind(user.clone())
-        .bind(at)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Err(StoreError::Contended)
-}
-
-async fn advance_cursor(
-    tx: &mut Transaction<'static, Any>,
-    cursor: &CursorAdvance,
-    at: i64,
-) -> Result<bool, StoreError> {
-    let updated = sqlx::query(
-        "UPDATE metering_cursors SET value_micro_usd = $3, updated_at = $4 \
-         WHERE instance_id = $1 AND dimension = $2 AND value_micro_usd = $5",
-    )
-    .bind(cursor.instance_id.to_string())
-    .bind(cursor.dimension.clone())
-    .bind(cursor.to.micros())
-    .bind(at)
-    .bind(cursor.from.micros())
-    .execute(&mut **tx)
-    .await?;
-    if updated.rows_affected() == 1 {
-        return Ok(true);
-    }
-    if cursor.from != MicroUsd::ZERO {
-        return Ok(false);
-    }
-    let inserted = sqlx::query(
-        "INSERT INTO metering_cursors (instance_id, dimension, value_micro_usd, updated_at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (instance_id, dimension) DO NOTHING",
-    )
-    .bind(cursor.instance_id.to_string())
-    .bind(cursor.dimension.clone())
-    .bind(cursor.to.micros())
-    .bind(at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(inserted.rows_affected() == 1)
-}
-
-fn entry_from_row(row: &AnyRow) -> Result<LedgerEntry, StoreError> {
+pub(crate) fn entry_from_row(row: &AnyRow) -> Result<LedgerEntry, StoreError> {
     let corrupt = |e: String| StoreError::Corrupt(e);
     let user_id: String = row.try_get("user_id")?;
     let kind: String = row.try_get("kind")?;
