@@ -48,14 +48,14 @@ impl Balance {
     }
 }
 
-/// A grant: credits added to a user's balance.
+/// A grant or a burn: the same fields, the operation decides the sign.
 #[derive(Debug, Clone)]
-pub struct GrantRequest {
-    /// Who receives it.
+pub struct EntryRequest {
+    /// Whose balance.
     pub user_id: UserId,
     /// How much (must be positive).
     pub amount: MicroUsd,
-    /// `monthly`, `promotional`, `manual`, `topup`...
+    /// Why: `monthly`, `promotional`, `manual`, `topup`, `usage`, `runtime_time`...
     pub source: String,
     /// Makes it happen once.
     pub idempotency_key: IdempotencyKey,
@@ -63,20 +63,10 @@ pub struct GrantRequest {
     pub meta: serde_json::Value,
 }
 
+/// A grant: credits added to a user's balance.
+pub type GrantRequest = EntryRequest;
 /// A burn: credits used.
-#[derive(Debug, Clone)]
-pub struct BurnRequest {
-    /// Whose credits.
-    pub user_id: UserId,
-    /// How much (must be positive).
-    pub amount: MicroUsd,
-    /// `usage`, `runtime_time`, `model_spend`, `manual`...
-    pub source: String,
-    /// Makes it happen once.
-    pub idempotency_key: IdempotencyKey,
-    /// Free-form JSON object.
-    pub meta: serde_json::Value,
-}
+pub type BurnRequest = EntryRequest;
 
 /// A user's billing summary for the API and the console.
 #[derive(Debug, Clone, Serialize)]

@@ -19,6 +19,6 @@ pub mod monthly;
 
 pub use config::BillingConfig;
 pub use error::BillingError;
-pub use ledger::{Balance, BurnRequest, GrantRequest, Ledger, Summary};
+pub use ledger::{Balance, BurnRequest, EntryRequest, GrantRequest, Ledger, Summary};
 pub use metering::{DailyCost, Fleet, Meter, MeterReport};
 pub use monthly::MonthlyGrantReport;

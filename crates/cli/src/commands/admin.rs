@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use clawplane_billing::{BillingError, BurnRequest, GrantRequest, Ledger};
+use clawplane_billing::{BillingError, EntryRequest, Ledger};
 use clawplane_domain::{IdempotencyKey, MicroUsd, UserId};
 use clawplane_store::Vault;
 use serde::Serialize;
@@ -149,32 +149,8 @@ async fn credits(args: CreditsArgs) -> anyhow::Result<ExitCode> {
     let store = args.store.open().await?;
     let ledger = Ledger::new(store.clone(), args.billing.config()?);
     let code = match args.command {
-        CreditsCommand::Grant(w) => {
-            let (user, key, meta) = w.parts()?;
-            let r = ledger
-                .grant(GrantRequest {
-                    user_id: user,
-                    amount: w.amount,
-                    source: w.source.unwrap_or_else(|| "manual".into()),
-                    idempotency_key: key,
-                    meta,
-                })
-                .await;
-            print_result(r)?
-        }
-        CreditsCommand::Burn(w) => {
-            let (user, key, meta) = w.parts()?;
-            let r = ledger
-                .burn(BurnRequest {
-                    user_id: user,
-                    amount: w.amount,
-                    source: w.source.unwrap_or_else(|| "manual".into()),
-                    idempotency_key: key,
-                    meta,
-                })
-                .await;
-            print_result(r)?
-        }
+        CreditsCommand::Grant(w) => print_result(ledger.grant(w.request("manual")?).await)?,
+        CreditsCommand::Burn(w) => print_result(ledger.burn(w.request("manual")?).await)?,
         CreditsCommand::Reverse {
             user,
             entry,
@@ -228,16 +204,21 @@ async fn credits(args: CreditsArgs) -> anyhow::Result<ExitCode> {
 }
 
 impl WriteArgs {
-    fn parts(&self) -> anyhow::Result<(UserId, IdempotencyKey, serde_json::Value)> {
+    fn request(&self, default_source: &str) -> anyhow::Result<EntryRequest> {
         let meta = match &self.meta {
             Some(text) => serde_json::from_str(text).context("--meta must be a JSON object")?,
             None => serde_json::Value::Null,
         };
-        Ok((
-            parse_user(&self.user)?,
-            key_or_random(self.idempotency_key.clone())?,
+        Ok(EntryRequest {
+            user_id: parse_user(&self.user)?,
+            amount: self.amount,
+            source: self
+                .source
+                .clone()
+                .unwrap_or_else(|| default_source.to_owned()),
+            idempotency_key: key_or_random(self.idempotency_key.clone())?,
             meta,
-        ))
+        })
     }
 }
 

@@ -5,7 +5,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::Utc;
-use clawplane_billing::{BurnRequest, GrantRequest};
+use clawplane_billing::EntryRequest;
 use clawplane_domain::MicroUsd;
 use serde_json::Value;
 
@@ -70,18 +70,8 @@ pub async fn post_control_grant(
     RawQuery(query): RawQuery,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let write = LedgerWrite::parse(&headers, query.as_deref(), &body, "manual")?;
-    let balance = state
-        .ledger
-        .grant(GrantRequest {
-            user_id: write.user,
-            amount: write.amount,
-            source: write.source,
-            idempotency_key: write.key,
-            meta: write.meta,
-        })
-        .await?;
-    Ok(ok(balance))
+    let request = entry_request(&headers, query.as_deref(), &body, "manual")?;
+    Ok(ok(state.ledger.grant(request).await?))
 }
 
 /// `POST /control/openclaw/billing/burn` `{user_id, amount_usd, source?, meta?}`;
@@ -93,18 +83,8 @@ pub async fn post_control_burn(
     RawQuery(query): RawQuery,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let write = LedgerWrite::parse(&headers, query.as_deref(), &body, "usage")?;
-    let balance = state
-        .ledger
-        .burn(BurnRequest {
-            user_id: write.user,
-            amount: write.amount,
-            source: write.source,
-            idempotency_key: write.key,
-            meta: write.meta,
-        })
-        .await?;
-    Ok(ok(balance))
+    let request = entry_request(&headers, query.as_deref(), &body, "usage")?;
+    Ok(ok(state.ledger.burn(request).await?))
 }
 
 /// `POST /control/openclaw/billing/reverse` `{user_id, entry_id, reason?}`.
@@ -133,46 +113,34 @@ pub async fn post_control_reverse(
         .await?))
 }
 
-/// The common fields of a grant or a burn.
-struct LedgerWrite {
-    user: clawplane_domain::UserId,
-    amount: MicroUsd,
-    source: String,
-    key: clawplane_domain::IdempotencyKey,
-    meta: Value,
-}
-
-impl LedgerWrite {
-    fn parse(
-        headers: &HeaderMap,
-        query: Option<&str>,
-        body: &Value,
-        default_source: &str,
-    ) -> Result<Self, ApiError> {
-        if !body.is_object() {
-            return Err(ApiError::bad_request("the body must be a JSON object"));
-        }
-        let query = query_map(query)?;
-        let user = control_user_id(headers, &query, Some(body))?;
-        let key = idempotency_key(headers)?;
-        let amount = match body.get("amount_usd") {
-            None | Some(Value::Null) => {
-                return Err(ApiError::bad_request("amount_usd is required"))
-            }
-            Some(v) => MicroUsd::from_json(v)?,
-        };
-        let source = match body.get("source") {
-            None | Some(Value::Null) => default_source.to_owned(),
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => return Err(ApiError::bad_request("source must be a string")),
-        };
-        let meta = body.get("meta").cloned().unwrap_or(Value::Null);
-        Ok(LedgerWrite {
-            user,
-            amount,
-            source,
-            key,
-            meta,
-        })
+/// Parses the common fields of a grant or a burn.
+fn entry_request(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &Value,
+    default_source: &str,
+) -> Result<EntryRequest, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
     }
+    let query = query_map(query)?;
+    let user_id = control_user_id(headers, &query, Some(body))?;
+    let idempotency_key = idempotency_key(headers)?;
+    let amount = match body.get("amount_usd") {
+        None | Some(Value::Null) => return Err(ApiError::bad_request("amount_usd is required")),
+        Some(v) => MicroUsd::from_json(v)?,
+    };
+    let source = match body.get("source") {
+        None | Some(Value::Null) => default_source.to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(ApiError::bad_request("source must be a string")),
+    };
+    let meta = body.get("meta").cloned().unwrap_or(Value::Null);
+    Ok(EntryRequest {
+        user_id,
+        amount,
+        source,
+        idempotency_key,
+        meta,
+    })
 }

@@ -6,9 +6,9 @@
 //! their concurrency models do:
 //!
 //! - [`locked`] (PostgreSQL, many writers): one transaction per entry; the
-//!   balance row is moved by a conditional `UPDATE ... WHERE balance + delta
-//!   >= floor`, whose row lock serialises writers of one user, so no burn
-//!   overdraws; a racing duplicate key violates the unique index and rolls
+//!   balance row is moved by a conditional
+//!   `UPDATE ... WHERE balance + delta >= floor`, whose row lock serialises
+//!   writers of one user, so no burn overdraws; a racing duplicate key violates the unique index and rolls
 //!   the whole transaction back.
 //! - [`group_commit`] (SQLite, one writer): entries queue to a single writer
 //!   task that applies a batch of them in one `BEGIN IMMEDIATE` transaction
