@@ -1,6 +1,8 @@
 //! `clawplane`: one binary, one subcommand per role.
 //!
 //! - `serve`: the control plane (API, control endpoints, background jobs);
+//! - `runtime`: the per-instance agent beside an OpenClaw gateway;
+//! - `openclaw install`: the pinned Node and OpenClaw from npm;
 //! - `admin`: operator commands against the store (credits, secrets, migrations);
 //! - `bench`: benchmarks whose results go into `docs/benchmarks.md`.
 
@@ -26,6 +28,11 @@ struct Cli {
 enum Command {
     /// Run the control plane on its embedded defaults or the configured backends.
     Serve(commands::serve::ServeArgs),
+    /// Run the per-instance agent beside an OpenClaw gateway (`/v1` API).
+    Runtime(commands::runtime::RuntimeArgs),
+    /// Install OpenClaw and the Node it needs.
+    #[command(subcommand)]
+    Openclaw(commands::openclaw::OpenclawCommand),
     /// Operator commands: credits, secrets, migrations.
     #[command(subcommand)]
     Admin(commands::admin::AdminCommand),
@@ -50,6 +57,8 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => commands::serve::run(args).await,
+            Command::Runtime(args) => commands::runtime::run(args).await,
+            Command::Openclaw(cmd) => commands::openclaw::run(cmd).await,
             Command::Admin(cmd) => commands::admin::run(cmd).await,
             Command::Bench(cmd) => commands::bench::run(cmd).await,
         }

@@ -2,4 +2,6 @@
 
 pub mod admin;
 pub mod bench;
+pub mod openclaw;
+pub mod runtime;
 pub mod serve;

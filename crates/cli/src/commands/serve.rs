@@ -76,7 +76,8 @@ fn secret_env(name: &str) -> Option<SecretString> {
         .map(SecretString::from)
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

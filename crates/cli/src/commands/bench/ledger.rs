@@ -11,18 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::Args;
 use clawplane_billing::{BillingConfig, BurnRequest, GrantRequest, Ledger};
 use clawplane_domain::{IdempotencyKey, MicroUsd, UserId};
 use clawplane_store::{Backend, Store, StoreOptions};
 use sqlx::Connection;
-
-/// Benchmarks.
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Ledger throughput and balance-read latency.
-    Ledger(LedgerBenchArgs),
-}
 
 /// Settings of the ledger benchmark.
 #[derive(Debug, Args)]
@@ -45,14 +38,8 @@ pub struct LedgerBenchArgs {
     max_entries: i64,
 }
 
-/// Runs a benchmark.
-pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
-    match command {
-        BenchCommand::Ledger(args) => ledger(args).await,
-    }
-}
-
-async fn ledger(args: LedgerBenchArgs) -> anyhow::Result<ExitCode> {
+/// Runs the ledger benchmark.
+pub async fn run(args: LedgerBenchArgs) -> anyhow::Result<ExitCode> {
     let backends: &[Backend] = match args.backend.as_str() {
         "sqlite" => &[Backend::Sqlite],
         "postgres" => &[Backend::Postgres],

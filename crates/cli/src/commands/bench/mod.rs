@@ -1,0 +1,27 @@
+//! `clawplane bench ...`: benchmarks whose results go into
+//! `docs/benchmarks.md`. Each measures side by side in one run and stops by
+//! itself; none sends traffic beyond loopback.
+
+mod ledger;
+mod runtime;
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+/// Benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Ledger throughput and balance-read latency on SQLite and PostgreSQL.
+    Ledger(ledger::LedgerBenchArgs),
+    /// The runtime agent against the OpenClaw CLI, `tar czf` and the gateway.
+    Runtime(runtime::RuntimeBenchArgs),
+}
+
+/// Runs a benchmark.
+pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BenchCommand::Ledger(args) => ledger::run(args).await,
+        BenchCommand::Runtime(args) => runtime::run(args).await,
+    }
+}

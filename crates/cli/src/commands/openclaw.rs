@@ -1,0 +1,46 @@
+//! `clawplane openclaw install [--version V]`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use clawplane_runtime::install;
+
+/// OpenClaw itself.
+#[derive(Debug, Subcommand)]
+pub enum OpenclawCommand {
+    /// Install the pinned Node and OpenClaw into the cache (a no-op when present).
+    Install(InstallArgs),
+}
+
+/// Settings of `openclaw install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// OpenClaw version to install.
+    #[arg(long, env = "OPENCLAW_VERSION", default_value = install::DEFAULT_OPENCLAW_VERSION)]
+    pub version: String,
+    /// Cache directory (default: `$CLAWPLANE_CACHE_DIR`, `$XDG_CACHE_HOME/clawplane` or `~/.cache/clawplane`).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Runs an `openclaw` subcommand.
+pub async fn run(command: OpenclawCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        OpenclawCommand::Install(args) => {
+            let cache = args.cache_dir.unwrap_or_else(install::default_cache_dir);
+            let version = args.version.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                install::install(&cache, &version, &mut |line| println!("{line}"))
+            })
+            .await?;
+            match result {
+                Ok(_) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}

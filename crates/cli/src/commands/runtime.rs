@@ -1,0 +1,135 @@
+//! `clawplane runtime`: the per-instance agent beside an OpenClaw gateway.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use clawplane_runtime::gateway::config_file::BindMode;
+use clawplane_runtime::{install, Agent, RuntimeConfig};
+use clawplane_secrets::SecretString;
+
+/// Settings of `runtime`. The tokens come from the environment only:
+/// `OPENAGENTS_SERVICE_TOKEN` (what the control plane presents) and
+/// `OPENCLAW_GATEWAY_TOKEN` (what the agent presents to the gateway).
+#[derive(Debug, Args)]
+pub struct RuntimeArgs {
+    /// Address of the `/v1` API.
+    #[arg(
+        long,
+        env = "CLAWPLANE_RUNTIME_LISTEN",
+        default_value = "127.0.0.1:8787"
+    )]
+    pub listen: SocketAddr,
+    /// The runtime's directory; the gateway's state is `<dir>/openclaw`.
+    #[arg(
+        long,
+        env = "CLAWPLANE_STATE_DIR",
+        default_value = "./clawplane-runtime"
+    )]
+    pub state_dir: PathBuf,
+    /// Backup target: `file:///path` or `s3://bucket/prefix` (S3 keys from
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL).
+    /// Default: `file://<state dir>/backups`.
+    #[arg(long, env = "CLAWPLANE_BACKUP_URL")]
+    pub backup_url: Option<String>,
+    /// The gateway's loopback port.
+    #[arg(long, env = "CLAWPLANE_GATEWAY_PORT", default_value_t = 18789)]
+    pub gateway_port: u16,
+    /// The instance this runtime serves.
+    #[arg(long, env = "CLAWPLANE_INSTANCE_ID", default_value = "local")]
+    pub instance_id: String,
+    /// The instance type reported in `/v1/status`.
+    #[arg(long, env = "CLAWPLANE_INSTANCE_TYPE", default_value = "local")]
+    pub instance_type: String,
+    /// OpenClaw version (installed with `clawplane openclaw install`).
+    #[arg(long, env = "OPENCLAW_VERSION", default_value = install::DEFAULT_OPENCLAW_VERSION)]
+    pub openclaw_version: String,
+    /// Where `clawplane openclaw install` put Node and OpenClaw.
+    #[arg(long, env = "CLAWPLANE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Minutes between scheduled backups (taken only when something changed).
+    #[arg(long, env = "CLAWPLANE_BACKUP_INTERVAL_MINUTES", default_value_t = 5)]
+    pub backup_interval_minutes: u64,
+    /// Backups kept: the last N.
+    #[arg(long, env = "CLAWPLANE_BACKUP_KEEP_LAST", default_value_t = 10)]
+    pub backup_keep_last: usize,
+    /// Backups kept: one a day for this many days.
+    #[arg(long, env = "CLAWPLANE_BACKUP_KEEP_DAILY_DAYS", default_value_t = 7)]
+    pub backup_keep_daily_days: u32,
+    /// Seconds SIGTERM gets before SIGKILL when stopping the gateway.
+    #[arg(long, env = "CLAWPLANE_GATEWAY_STOP_GRACE_SECS", default_value_t = 20)]
+    pub stop_grace_secs: u64,
+    /// Do not start the gateway with the agent (wait for POST /v1/gateway/start).
+    #[arg(long, env = "CLAWPLANE_NO_AUTOSTART", default_value_t = false)]
+    pub no_autostart: bool,
+}
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub async fn run(args: RuntimeArgs) -> anyhow::Result<ExitCode> {
+    let service_token = required_secret(
+        "OPENAGENTS_SERVICE_TOKEN",
+        "the token the control plane presents on /v1",
+    )?;
+    let gateway_token = required_secret(
+        "OPENCLAW_GATEWAY_TOKEN",
+        "the token the agent presents to the OpenClaw gateway",
+    )?;
+    let bind = BindMode::parse(&std::env::var("OPENCLAW_BIND_MODE").unwrap_or_default())
+        .map_err(anyhow::Error::msg)?;
+    let dev_mode = std::env::var("OPENCLAW_DEV_MODE")
+        .is_ok_and(|v| !v.trim().is_empty() && v.trim() != "0" && v.trim() != "false");
+    let provider_env = RuntimeConfig::parse_provider_env(
+        &std::env::var("OPENCLAW_PROVIDER_KEYS").unwrap_or_default(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let state_dir = std::path::absolute(&args.state_dir).context("--state-dir")?;
+    let backup_url = args
+        .backup_url
+        .unwrap_or_else(|| format!("file://{}", state_dir.join("backups").display()));
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
+        format!("cannot listen on {}: the port may be in use; choose another with --listen or CLAWPLANE_RUNTIME_LISTEN", args.listen)
+    })?;
+    if std::net::TcpListener::bind(("127.0.0.1", args.gateway_port)).is_err() {
+        bail!(
+            "the gateway port {} is in use: choose another with --gateway-port or CLAWPLANE_GATEWAY_PORT",
+            args.gateway_port
+        );
+    }
+    let config = RuntimeConfig {
+        state_dir,
+        gateway_port: args.gateway_port,
+        bind,
+        service_token,
+        gateway_token,
+        dev_mode,
+        instance_id: args.instance_id,
+        instance_type: args.instance_type,
+        openclaw_version: args.openclaw_version,
+        cache_dir: args.cache_dir.unwrap_or_else(install::default_cache_dir),
+        backup_url,
+        backup_interval: Duration::from_secs(args.backup_interval_minutes.max(1) * 60),
+        keep_last: args.backup_keep_last.max(1),
+        keep_daily_days: args.backup_keep_daily_days,
+        provider_env,
+        body_limit: 64 * 1024,
+        stop_grace: Duration::from_secs(args.stop_grace_secs),
+        autostart: !args.no_autostart,
+    };
+    let agent = Agent::build(config, listener).await?;
+    println!(
+        "clawplane runtime listening on http://{}",
+        agent.local_addr()?
+    );
+    agent.run(crate::commands::serve::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn required_secret(name: &str, what: &str) -> anyhow::Result<SecretString> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_owned())),
+        _ => bail!("{name} is not set: set it to {what} (at least 32 random characters, e.g. `openssl rand -hex 32`)"),
+    }
+}

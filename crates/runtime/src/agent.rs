@@ -1,0 +1,251 @@
+//! The agent: builds every part from its settings, then runs the gateway,
+//! the backup schedule and the `/v1` API until shutdown.
+//!
+//! Start-up order: find the installation, open the backup store (both are
+//! fatal with one readable line when they fail), stop a gateway left over by
+//! a previous agent, restore the latest backup when the gateway's state
+//! directory is empty, write the gateway's config, then serve `/v1` at once
+//! and start the gateway in the background.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clawplane_backup::{BackupStore, BackupSummary, BackupTarget, Retention, S3Settings};
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, RwLock};
+use tokio_util::sync::CancellationToken;
+
+use crate::api;
+use crate::backups::{self, GatewayQuiesce};
+use crate::gateway::config_file::{self, ManagedConfig};
+use crate::gateway::{process, GatewaySpec, GatewayState, LogSink, Supervisor, SupervisorOptions};
+use crate::install;
+use crate::rpc::GatewayRpc;
+use crate::RuntimeConfig;
+
+/// Why the agent could not start. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// OpenClaw is not installed.
+    #[error(transparent)]
+    NotInstalled(#[from] install::InstallError),
+    /// The backup store cannot be used.
+    #[error(transparent)]
+    Backup(#[from] clawplane_backup::BackupError),
+    /// A directory could not be prepared.
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        /// Where.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What every handler shares.
+pub struct Shared {
+    /// Settings.
+    pub config: RuntimeConfig,
+    /// The gateway's supervisor.
+    pub supervisor: Supervisor,
+    /// The gateway's admin RPC.
+    pub rpc: GatewayRpc,
+    /// The instance's backups.
+    pub backups: BackupStore,
+    /// The gateway's output.
+    pub sink: Arc<LogSink>,
+    /// The latest backup, read from the store at start and kept current.
+    pub last_backup: RwLock<Option<BackupSummary>>,
+    /// One backup or restore at a time.
+    pub storage_lock: Mutex<()>,
+    /// The installed OpenClaw version.
+    pub openclaw_version: String,
+}
+
+/// A built agent, not yet running.
+pub struct Agent {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    supervisor_task: tokio::task::JoinHandle<()>,
+}
+
+impl Agent {
+    /// Prepares everything; fails with a readable error.
+    pub async fn build(config: RuntimeConfig, listener: TcpListener) -> Result<Agent, AgentError> {
+        let installation = install::find(&config.cache_dir, &config.openclaw_version)?;
+        let target = BackupTarget::parse(&config.backup_url, &S3Settings::from_env())?;
+        let backups = BackupStore::open(&target, &config.instance_id).await?;
+        let spec = GatewaySpec {
+            installation: installation.clone(),
+            root: config.state_dir.clone(),
+            port: config.gateway_port,
+            token: config.gateway_token.clone(),
+            extra_env: config.provider_env.clone(),
+        };
+        for dir in [config.state_dir.clone(), spec.home(), spec.logs_dir()] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|source| AgentError::Io {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+        }
+        stop_leftover_gateway(&spec).await;
+        let state_dir = spec.state_dir();
+        if is_empty_dir(&state_dir) {
+            if let Some(latest) = backups.latest().await? {
+                tracing::info!(backup = %latest.id, "the gateway's state is empty: restoring the latest backup");
+                backups
+                    .restore_and_swap(Some(&latest.id), &state_dir)
+                    .await?;
+            }
+        }
+        config_file::write(
+            &spec.config_path(),
+            &ManagedConfig {
+                port: config.gateway_port,
+                bind: config.bind,
+                trusted_proxies: vec!["127.0.0.1".to_owned(), "::1".to_owned()],
+                log_file: spec.gateway_json_log(),
+            },
+        )
+        .map_err(|source| AgentError::Io {
+            path: spec.config_path().display().to_string(),
+            source,
+        })?;
+        if config.dev_mode {
+            tracing::warn!("OPENCLAW_DEV_MODE is set, but OpenClaw {} has no insecure Control UI auth to turn on: devices still pair", installation.version);
+        }
+        process::become_subreaper();
+        let sink = Arc::new(LogSink::new(
+            spec.logs_dir().join("gateway.log"),
+            10 * 1024 * 1024,
+            2000,
+        ));
+        let options = SupervisorOptions {
+            stop_grace: config.stop_grace,
+            ..Default::default()
+        };
+        let (supervisor, supervisor_task) = Supervisor::spawn(spec, options, sink.clone());
+        let last_backup = RwLock::new(backups.latest().await?);
+        let shared = Arc::new(Shared {
+            rpc: GatewayRpc::new(config.gateway_port, config.gateway_token.clone()),
+            config,
+            supervisor,
+            backups,
+            sink,
+            last_backup,
+            storage_lock: Mutex::new(()),
+            openclaw_version: installation.version,
+        });
+        Ok(Agent {
+            shared,
+            listener,
+            supervisor_task,
+        })
+    }
+
+    /// The address the API listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// What the handlers share (for tests and benchmarks).
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves until `shutdown`; then takes a protective backup, stops the
+    /// gateway (no process of it survives) and returns.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Agent {
+            shared,
+            listener,
+            supervisor_task,
+        } = self;
+        let token = CancellationToken::new();
+        if shared.config.autostart {
+            let s = shared.clone();
+            tokio::spawn(async move {
+                if let Err(e) = s.supervisor.start().await {
+                    tracing::error!(error = %e, "the gateway did not start");
+                }
+            });
+        }
+        let schedule = tokio::spawn(backups::schedule(shared.clone(), token.clone()));
+        let signal = token.clone();
+        let serve = axum::serve(listener, api::router(shared.clone()))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                signal.cancel();
+            })
+            .into_future();
+        tokio::pin!(serve);
+        let result = tokio::select! {
+            r = &mut serve => r,
+            _ = token.cancelled() => tokio::time::timeout(Duration::from_secs(10), &mut serve).await.unwrap_or(Ok(())),
+        };
+        token.cancel();
+        let _ = schedule.await;
+        if shared.supervisor.status().state == GatewayState::Running {
+            if let Err(e) = backups::take(&shared, "before-stop").await {
+                tracing::warn!(error = %e, "protective backup before shutdown failed");
+            }
+        }
+        let _ = shared.supervisor.stop().await;
+        drop(shared);
+        let _ = tokio::time::timeout(Duration::from_secs(5), supervisor_task).await;
+        result
+    }
+}
+
+fn is_empty_dir(dir: &std::path::Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(_) => true,
+    }
+}
+
+/// A previous agent killed hard leaves its gateway running on the state dir:
+/// stop it (it holds the state lock) before starting a new one.
+async fn stop_leftover_gateway(spec: &GatewaySpec) {
+    let Ok(text) = std::fs::read_to_string(spec.pid_file()) else {
+        return;
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let is_gateway = String::from_utf8_lossy(&cmdline).contains("openclaw")
+        || std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.contains("openclaw"));
+    if process::is_alive(pid) && is_gateway {
+        tracing::warn!(pid, "stopping a gateway left over by a previous agent");
+        process::terminate_tree(pid, Duration::from_secs(10)).await;
+    }
+    let _ = std::fs::remove_file(spec.pid_file());
+}
+
+impl Shared {
+    /// A quiesce hook for snapshots while the gateway runs.
+    pub fn quiesce(&self) -> Option<GatewayQuiesce> {
+        (self.supervisor.status().state == GatewayState::Running)
+            .then(|| GatewayQuiesce::new(self.rpc.clone()))
+    }
+
+    /// Backup retention from the settings.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            keep_last: self.config.keep_last,
+            keep_daily_days: self.config.keep_daily_days,
+        }
+    }
+}

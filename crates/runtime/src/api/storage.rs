@@ -1,0 +1,89 @@
+//! `POST /v1/storage/backup`, `GET /v1/storage/backups`, `POST /v1/storage/restore`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::error::{ok, ApiError};
+use crate::agent::Shared;
+use crate::backups;
+use crate::gateway::GatewayState;
+
+/// `POST /v1/storage/backup`: the new backup and `lastBackup`.
+pub async fn post_backup(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
+    let report = backups::take(&shared, "manual").await?;
+    Ok(ok(json!({
+        "backup": report.backup,
+        "bytesUploaded": report.bytes_uploaded,
+        "blobsUploaded": report.blobs_uploaded,
+        "blobsReused": report.blobs_reused,
+        "lastBackup": *shared.last_backup.read().await,
+    })))
+}
+
+/// `GET /v1/storage/backups`: newest first.
+pub async fn get_backups(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
+    let backups = shared.backups.list().await?;
+    Ok(ok(json!({ "backups": backups })))
+}
+
+/// `POST /v1/storage/restore` `{"backupId"?: "..."}` (latest when absent):
+/// a protective backup, the gateway stopped, the backup restored into a
+/// fresh directory and swapped in, the gateway started again if it ran.
+pub async fn post_restore(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| ApiError::new_body_error(rejection.status()))?;
+    let backup_id = parse_backup_id(&body)?;
+    let was_running = shared.supervisor.status().state == GatewayState::Running;
+    if was_running {
+        backups::take(&shared, "before-restore").await?;
+    }
+    shared.supervisor.stop().await?;
+    let restored = {
+        let _guard = shared.storage_lock.lock().await;
+        let state_dir = shared.config.state_dir.join("openclaw");
+        shared
+            .backups
+            .restore_and_swap(backup_id.as_deref(), &state_dir)
+            .await
+    };
+    let gateway = if was_running {
+        Some(shared.supervisor.start().await?)
+    } else {
+        None
+    };
+    let restored = restored?;
+    Ok(ok(json!({
+        "restored": { "backupId": restored.backup_id, "files": restored.files, "bytes": restored.bytes },
+        "gateway": gateway.unwrap_or_else(|| shared.supervisor.status()),
+    })))
+}
+
+fn parse_backup_id(body: &Bytes) -> Result<Option<String>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|_| ApiError::bad_request("the request body is not valid JSON"))?;
+    match value.get("backupId") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(id)) if is_backup_id(id) => Ok(Some(id.clone())),
+        Some(_) => Err(ApiError::bad_request(
+            "backupId must be the id of a backup from GET /v1/storage/backups",
+        )),
+    }
+}
+
+fn is_backup_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 80
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

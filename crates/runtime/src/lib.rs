@@ -1,0 +1,21 @@
+//! The runtime agent, `clawplane runtime`: one per instance, beside a real
+//! OpenClaw gateway that it installs, configures, starts, watches and backs
+//! up, answering `/v1/*` for the control plane.
+//!
+//! - [`install`]: `clawplane openclaw install`, pinned Node and OpenClaw from npm;
+//! - [`gateway`]: the gateway's config file, process tree, output and supervisor;
+//! - [`rpc`]: the gateway's admin HTTP RPC on loopback;
+//! - [`backups`]: protective and scheduled snapshots (storage is `clawplane-backup`);
+//! - [`api`]: the `/v1` surface;
+//! - [`agent`]: wiring and the run loop.
+
+pub mod agent;
+pub mod api;
+pub mod backups;
+pub mod config;
+pub mod gateway;
+pub mod install;
+pub mod rpc;
+
+pub use agent::{Agent, AgentError};
+pub use config::RuntimeConfig;
