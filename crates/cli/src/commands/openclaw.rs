@@ -15,10 +15,11 @@ pub enum OpenclawCommand {
 
 /// Settings of `openclaw install`.
 #[derive(Debug, Args)]
+#[command(disable_version_flag = true)]
 pub struct InstallArgs {
     /// OpenClaw version to install.
-    #[arg(long, env = "OPENCLAW_VERSION", default_value = install::DEFAULT_OPENCLAW_VERSION)]
-    pub version: String,
+    #[arg(long = "version", env = "OPENCLAW_VERSION", default_value = install::DEFAULT_OPENCLAW_VERSION)]
+    pub openclaw_version: String,
     /// Cache directory (default: `$CLAWPLANE_CACHE_DIR`, `$XDG_CACHE_HOME/clawplane` or `~/.cache/clawplane`).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -29,7 +30,7 @@ pub async fn run(command: OpenclawCommand) -> anyhow::Result<ExitCode> {
     match command {
         OpenclawCommand::Install(args) => {
             let cache = args.cache_dir.unwrap_or_else(install::default_cache_dir);
-            let version = args.version.clone();
+            let version = args.openclaw_version.clone();
             let result = tokio::task::spawn_blocking(move || {
                 install::install(&cache, &version, &mut |line| println!("{line}"))
             })

@@ -100,3 +100,39 @@ async fn the_gateway_starts_restarts_recovers_from_kill_9_and_stops_without_left
     );
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_failure_runs_doctor_once_and_the_gateway_comes_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("runtime");
+    // A key this OpenClaw refuses: the gateway exits with code 78.
+    std::fs::create_dir_all(state_dir.join("openclaw")).unwrap();
+    std::fs::write(
+        state_dir.join("openclaw/openclaw.json"),
+        r#"{"gateway":{"bogusKey":true}}"#,
+    )
+    .unwrap();
+    let agent = spawn_agent(Options {
+        state_dir: Some(state_dir.clone()),
+        ..Default::default()
+    })
+    .await;
+    let status = agent.wait_running().await;
+    let gateway = &status["data"]["gateway"];
+    assert!(gateway["crashes"].as_u64().unwrap() >= 1, "{status}");
+    assert_eq!(gateway["lastExit"]["code"], 78, "{status}");
+    let (_, logs) = agent.call(Method::GET, "/v1/logs?lines=2000").await;
+    let lines = logs["data"]["lines"].as_array().unwrap();
+    let doctor_runs = lines
+        .iter()
+        .filter(|l| {
+            l.as_str()
+                .unwrap_or_default()
+                .contains("running openclaw doctor")
+        })
+        .count();
+    assert_eq!(doctor_runs, 1, "doctor runs once");
+    let config = std::fs::read_to_string(state_dir.join("openclaw/openclaw.json")).unwrap();
+    assert!(!config.contains("bogusKey"), "doctor removed the bad key");
+    agent.stop().await;
+}
