@@ -1,5 +1,7 @@
 //! The gateway's output: a size-bounded file (`gateway.log`, rotated once to
 //! `gateway.log.1` when it passes its limit) and the last lines in memory.
+//! Known secrets (the gateway token, provider keys) are replaced by
+//! `[redacted]` before a line is kept anywhere, in case the gateway prints one.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -8,10 +10,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use clawplane_secrets::{ExposeSecret, SecretString};
+
 /// Where the gateway's stdout and stderr go.
-#[derive(Debug)]
 pub struct LogSink {
     path: PathBuf,
+    redact: Vec<SecretString>,
     max_bytes: u64,
     keep_lines: usize,
     inner: Mutex<Inner>,
@@ -30,6 +34,7 @@ impl LogSink {
         let written = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         LogSink {
             path,
+            redact: Vec::new(),
             max_bytes: max_bytes.max(1024),
             keep_lines: keep_lines.max(1),
             inner: Mutex::new(Inner {
@@ -40,8 +45,24 @@ impl LogSink {
         }
     }
 
+    /// Replaces these values by `[redacted]` in every line (values shorter
+    /// than 8 characters are ignored: they would match ordinary text).
+    pub fn redacting(mut self, secrets: impl IntoIterator<Item = SecretString>) -> Self {
+        self.redact
+            .extend(secrets.into_iter().filter(|s| s.expose_secret().len() >= 8));
+        self
+    }
+
     /// Appends one line.
     pub fn line(&self, line: &str) {
+        let mut owned;
+        let mut line = line;
+        for secret in &self.redact {
+            if line.contains(secret.expose_secret()) {
+                owned = line.replace(secret.expose_secret(), "[redacted]");
+                line = owned.as_str();
+            }
+        }
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
@@ -86,9 +107,26 @@ impl LogSink {
     }
 }
 
+impl std::fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSink").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_secrets_never_reach_the_file_or_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.log");
+        let sink = LogSink::new(path.clone(), 1 << 20, 10)
+            .redacting([SecretString::from("gw-token-0123456789".to_owned())]);
+        sink.line("dashboard: http://127.0.0.1:1/#token=gw-token-0123456789 ready");
+        assert_eq!(sink.tail(1)[0], "dashboard: http://127.0.0.1:1/#token=[redacted] ready");
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("gw-token-0123456789"));
+    }
 
     #[test]
     fn the_file_is_bounded_and_the_tail_kept() {

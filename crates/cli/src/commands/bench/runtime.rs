@@ -135,20 +135,31 @@ pub async fn run(args: RuntimeBenchArgs) -> anyhow::Result<ExitCode> {
     })
     .await;
 
-    // Backups: a full one (fresh target), an unchanged one, and tar czf.
+    // Backups, with the gateway stopped so the state holds still: a full
+    // backup into a fresh target, an unchanged one through the agent, and
+    // `tar czf` of the same files (the same volatile parts left out).
     client
         .post(format!("{url}/v1/gateway/stop"))
         .bearer_auth(SERVICE_TOKEN)
         .send()
         .await?;
     let state = dir.path().join("state/openclaw");
-    let size = dir_size(&state);
-    let full = timed_backup(&client, &url).await?;
+    let size = dir_size(&state) - dir_size(&state.join("cache")) - dir_size(&state.join("tmp"));
+    let fresh = clawplane_backup::BackupTarget::parse(
+        &format!("file://{}", dir.path().join("fresh-target").display()),
+        &clawplane_backup::S3Settings::default(),
+    )?;
+    let fresh = clawplane_backup::BackupStore::open(&fresh, "bench").await?;
+    let full_started = Instant::now();
+    let full_report = fresh.backup(&state, "manual").await?;
+    let full = (full_started.elapsed(), full_report.bytes_uploaded);
+    timed_backup(&client, &url).await?;
     let unchanged = timed_backup(&client, &url).await?;
     let tar_started = Instant::now();
     let tar = tokio::process::Command::new("tar")
-        .args(["czf"])
+        .arg("czf")
         .arg(dir.path().join("state.tar.gz"))
+        .args(["--exclude=./cache", "--exclude=./tmp", "--exclude=*.lock"])
         .arg("-C")
         .arg(&state)
         .arg(".")
@@ -169,6 +180,7 @@ pub async fn run(args: RuntimeBenchArgs) -> anyhow::Result<ExitCode> {
         .map(|p| p as u32)
         .unwrap_or(gateway_pid);
     let agent_rss = rss_kib(agent.id().unwrap_or_default());
+    let agent_anon = status_kib(agent.id().unwrap_or_default(), "RssAnon:");
     let gateway_rss = rss_kib(gateway_pid);
     let workers_rss: u64 = clawplane_runtime::gateway::process::descendants(gateway_pid)
         .into_iter()
@@ -190,7 +202,7 @@ pub async fn run(args: RuntimeBenchArgs) -> anyhow::Result<ExitCode> {
         ms(p99(&status))
     );
     println!(
-        "| full backup of the state ({:.1} MB) | {:.0} ms, {} bytes uploaded | `tar czf` {:.0} ms, {} bytes{} | |",
+        "| full backup of the state ({:.1} MB without `cache/`, `tmp/`) | {:.0} ms, {} bytes uploaded | `tar czf` {:.0} ms, {} bytes{} | |",
         size as f64 / 1e6,
         ms(full.0),
         full.1,
@@ -204,8 +216,9 @@ pub async fn run(args: RuntimeBenchArgs) -> anyhow::Result<ExitCode> {
         unchanged.1
     );
     println!(
-        "| resident memory | agent {:.1} MB | gateway {:.1} MB (+ workers {:.1} MB) | |",
+        "| resident memory | agent {:.1} MB ({:.1} MB private, the rest pages of the shared binary) | gateway {:.1} MB (+ workers {:.1} MB) | |",
         agent_rss as f64 / 1024.0,
+        agent_anon as f64 / 1024.0,
         gateway_rss as f64 / 1024.0,
         workers_rss as f64 / 1024.0
     );
@@ -264,11 +277,16 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|n| n.parse().ok())
         })
