@@ -139,11 +139,18 @@ impl From<SupervisorError> for ApiError {
 
 impl From<clawplane_backup::BackupError> for ApiError {
     fn from(e: clawplane_backup::BackupError) -> Self {
-        tracing::warn!(error = %e, "backup operation failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "backup_failed",
-            e.to_string(),
-        )
+        use clawplane_backup::BackupError as B;
+        match &e {
+            B::NotFound { .. } | B::NoBackups { .. } => ApiError::not_found(e.to_string()),
+            B::InvalidName { .. } => ApiError::bad_request(e.to_string()),
+            _ => {
+                tracing::warn!(error = %e, "backup operation failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "backup_failed",
+                    e.to_string(),
+                )
+            }
+        }
     }
 }

@@ -40,6 +40,17 @@ pub async fn post_restore(
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|rejection| ApiError::new_body_error(rejection.status()))?;
     let backup_id = parse_backup_id(&body)?;
+    // Refuse an unknown backup before stopping anything.
+    let known = shared.backups.list().await?;
+    let exists = match backup_id.as_deref() {
+        Some(id) => known.iter().any(|b| b.id == id),
+        None => !known.is_empty(),
+    };
+    if !exists {
+        return Err(ApiError::not_found(
+            "no such backup: GET /v1/storage/backups lists them",
+        ));
+    }
     let was_running = shared.supervisor.status().state == GatewayState::Running;
     if was_running {
         backups::take(&shared, "before-restore").await?;
@@ -80,10 +91,12 @@ fn parse_backup_id(body: &Bytes) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// Backup ids look like `20261124T061500.123Z-1a2b3c4d`.
 fn is_backup_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 80
+        && !id.contains("..")
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }

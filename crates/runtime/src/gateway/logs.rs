@@ -109,7 +109,9 @@ impl LogSink {
 
 impl std::fmt::Debug for LogSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogSink").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("LogSink")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -124,8 +126,13 @@ mod tests {
         let sink = LogSink::new(path.clone(), 1 << 20, 10)
             .redacting([SecretString::from("gw-token-0123456789".to_owned())]);
         sink.line("dashboard: http://127.0.0.1:1/#token=gw-token-0123456789 ready");
-        assert_eq!(sink.tail(1)[0], "dashboard: http://127.0.0.1:1/#token=[redacted] ready");
-        assert!(!std::fs::read_to_string(&path).unwrap().contains("gw-token-0123456789"));
+        assert_eq!(
+            sink.tail(1)[0],
+            "dashboard: http://127.0.0.1:1/#token=[redacted] ready"
+        );
+        assert!(!std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("gw-token-0123456789"));
     }
 
     #[test]

@@ -99,5 +99,80 @@ async fn a_wiped_state_is_restored_from_the_latest_backup() {
         )
         .await;
     assert!(matches!(back, Outcome::HelloOk { .. }), "{back:?}");
+
+    // Restore on request: an earlier backup comes back, the gateway runs again.
+    std::fs::write(state_dir.join("openclaw/marker.txt"), "changed later").unwrap();
+    let (status, body) = agent
+        .call_json(
+            Method::POST,
+            "/v1/storage/restore",
+            serde_json::json!({ "backupId": latest }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["restored"]["backupId"], latest.as_str());
+    assert_eq!(body["data"]["gateway"]["state"], "running");
+    assert_eq!(
+        std::fs::read_to_string(state_dir.join("openclaw/marker.txt")).unwrap(),
+        "still here"
+    );
+    let (_, list) = agent.call(Method::GET, "/v1/storage/backups").await;
+    assert_eq!(
+        list["data"]["backups"][0]["trigger"], "before-restore",
+        "a protective backup first"
+    );
+    let (status, _) = agent
+        .call_json(
+            Method::POST,
+            "/v1/storage/restore",
+            serde_json::json!({ "backupId": "20990101T000000.000Z-00000000" }),
+        )
+        .await;
+    assert!(
+        (400..500).contains(&status),
+        "an unknown backup is a client error, got {status}"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_backups_run_only_when_something_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("runtime");
+    let agent = crate::helpers::spawn_agent_with(
+        Options {
+            state_dir: Some(state_dir.clone()),
+            autostart: false,
+            ..Default::default()
+        },
+        |c| c.backup_interval = std::time::Duration::from_millis(300),
+    )
+    .await;
+    std::fs::create_dir_all(state_dir.join("openclaw")).unwrap();
+    std::fs::write(state_dir.join("openclaw/notes.md"), "one").unwrap();
+    let count = || async {
+        let (_, list) = agent.call(Method::GET, "/v1/storage/backups").await;
+        list["data"]["backups"].as_array().unwrap().len()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while count().await == 0 {
+        assert!(std::time::Instant::now() < deadline, "no scheduled backup");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, list) = agent.call(Method::GET, "/v1/storage/backups").await;
+    assert_eq!(list["data"]["backups"][0]["trigger"], "scheduled");
+    // Unchanged: several intervals pass without a new backup.
+    let before = count().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(count().await, before, "nothing changed, nothing backed up");
+    std::fs::write(state_dir.join("openclaw/notes.md"), "two, longer").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while count().await == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a change was not backed up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     agent.stop().await;
 }

@@ -47,6 +47,14 @@ pub fn free_port() -> u16 {
 }
 
 pub async fn spawn_agent(options: Options) -> TestAgent {
+    spawn_agent_with(options, |_| {}).await
+}
+
+/// [`spawn_agent`] with a chance to change the configuration.
+pub async fn spawn_agent_with(
+    options: Options,
+    tweak: impl FnOnce(&mut RuntimeConfig),
+) -> TestAgent {
     let (dir, state_dir) = match options.state_dir {
         Some(path) => (None, path),
         None => {
@@ -63,7 +71,7 @@ pub async fn spawn_agent(options: Options) -> TestAgent {
             state_dir.parent().unwrap().join("backups").display()
         )
     });
-    let config = RuntimeConfig {
+    let mut config = RuntimeConfig {
         state_dir: state_dir.clone(),
         gateway_port,
         bind: BindMode::Loopback,
@@ -83,6 +91,7 @@ pub async fn spawn_agent(options: Options) -> TestAgent {
         stop_grace: Duration::from_secs(20),
         autostart: options.autostart,
     };
+    tweak(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let agent = Agent::build(config, listener)
         .await
@@ -117,6 +126,10 @@ impl TestAgent {
 
     pub async fn call(&self, method: Method, path: &str) -> (u16, Value) {
         send(self.v1(method, path)).await
+    }
+
+    pub async fn call_json(&self, method: Method, path: &str, body: Value) -> (u16, Value) {
+        send(self.v1(method, path).json(&body)).await
     }
 
     /// Waits (bounded) until the gateway runs.
