@@ -4,8 +4,6 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::gateway::SupervisorError;
@@ -74,18 +72,11 @@ impl ApiError {
     }
 }
 
-/// `{"ok": true, "data": ...}`.
-pub fn ok<T: Serialize>(data: T) -> Response {
-    Json(json!({ "ok": true, "data": data })).into_response()
-}
+pub use clawplane_http::ok;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "ok": false,
-            "error": { "code": self.code, "message": self.message, "details": self.details },
-        });
-        (self.status, Json(body)).into_response()
+        clawplane_http::error(self.status, self.code, &self.message, &self.details)
     }
 }
 
