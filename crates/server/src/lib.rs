@@ -6,13 +6,15 @@
 //! - [`error`]: the one error type of this surface and its JSON envelope;
 //! - [`extract`]: request parsing that answers bad input with the envelope
 //!   (JSON bodies, user ids, idempotency keys) and the key checks;
-//! - [`fleet`]: what billing may do to instances from here.
+//! - [`fleet`]: what billing may do to instances from here;
+//! - [`runtime_client`]: the typed client of each instance's runtime agent.
 
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod fleet;
 pub mod routes;
+pub mod runtime_client;
 pub mod startup;
 pub mod state;
 

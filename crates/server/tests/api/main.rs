@@ -2,4 +2,5 @@
 
 mod billing;
 mod helpers;
+mod runtime_client;
 mod surface;
