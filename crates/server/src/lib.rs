@@ -7,12 +7,14 @@
 //! - [`extract`]: request parsing that answers bad input with the envelope
 //!   (JSON bodies, user ids, idempotency keys) and the key checks;
 //! - [`fleet`]: what billing may do to instances from here;
-//! - [`runtime_client`]: the typed client of each instance's runtime agent.
+//! - [`runtime_client`]: the typed client of each instance's runtime agent;
+//! - [`provision`]: the `local` and `static` provisioners.
 
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod fleet;
+pub mod provision;
 pub mod routes;
 pub mod runtime_client;
 pub mod startup;

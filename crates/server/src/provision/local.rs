@@ -1,0 +1,320 @@
+//! The `local` provisioner: one `clawplane runtime` child process per
+//! instance on this host.
+//!
+//! Each instance gets `<data dir>/instances/<instance id>/` as the runtime's
+//! state directory (0700), two loopback ports (the agent's and the
+//! gateway's), its own tokens in its environment (built from scratch), and
+//! backups under `<data dir>/backups/<instance id>/`. `runtime.json` in that
+//! directory records the pid and ports, so after a restart of the control
+//! plane a runtime that still answers is found again instead of started a
+//! second time. Runtimes run in their own process group: stopping the
+//! control plane leaves them (and the users' gateways) running.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use clawplane_domain::{Instance, InstanceFields, InstanceId, RuntimeName};
+use clawplane_secrets::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use super::{ProvisionError, Provisioner, RuntimeSecrets};
+
+/// What is recorded about a runtime process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct RuntimeRecord {
+    pid: u32,
+    listen_port: u16,
+    gateway_port: u16,
+}
+
+/// Settings of the local provisioner.
+#[derive(Debug, Clone)]
+pub struct LocalSettings {
+    /// The control plane's data directory.
+    pub data_dir: PathBuf,
+    /// The `clawplane` binary to run as `clawplane runtime`.
+    pub binary: PathBuf,
+    /// Where OpenClaw is installed (`CLAWPLANE_CACHE_DIR` of the children).
+    pub cache_dir: PathBuf,
+    /// How long a new runtime may take to answer `/healthz`.
+    pub start_timeout: Duration,
+    /// How long a removed runtime gets to back up and stop its gateway.
+    pub stop_timeout: Duration,
+}
+
+/// Runs runtimes as child processes.
+pub struct LocalProvisioner {
+    settings: LocalSettings,
+    http: reqwest::Client,
+    /// One provisioning step at a time, so a runtime is never started twice.
+    lock: Mutex<()>,
+}
+
+impl LocalProvisioner {
+    /// A provisioner over `settings`.
+    pub fn new(settings: LocalSettings) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        LocalProvisioner {
+            settings,
+            http,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// The runtime's state directory of an instance.
+    pub fn instance_dir(&self, id: InstanceId) -> PathBuf {
+        self.settings
+            .data_dir
+            .join("instances")
+            .join(id.to_string())
+    }
+
+    /// The DNS-safe runtime name of an instance (`oc-` and 12 hex digits of its id).
+    pub fn runtime_name(id: InstanceId) -> String {
+        let hex = id.as_uuid().simple().to_string();
+        RuntimeName::parse(&format!("oc-{}", &hex[..12]))
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_else(|_| format!("oc-{}", &hex[..12]))
+    }
+
+    fn fields(&self, id: InstanceId, record: &RuntimeRecord) -> InstanceFields {
+        InstanceFields {
+            runtime_url: Some(format!("http://127.0.0.1:{}", record.listen_port)),
+            runtime_name: Some(Self::runtime_name(id)),
+            provisioner: Some("local".into()),
+            instance_type: Some("local".into()),
+            ..Default::default()
+        }
+    }
+
+    async fn answers(&self, record: &RuntimeRecord, id: InstanceId) -> bool {
+        if !process_matches(record.pid, id) {
+            return false;
+        }
+        let url = format!("http://127.0.0.1:{}/healthz", record.listen_port);
+        matches!(self.http.get(url).send().await, Ok(r) if r.status().is_success())
+    }
+
+    async fn attach_or_start(
+        &self,
+        instance: &Instance,
+        secrets: &RuntimeSecrets,
+    ) -> Result<InstanceFields, ProvisionError> {
+        let _guard = self.lock.lock().await;
+        let dir = self.instance_dir(instance.id);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| ProvisionError(format!("cannot create {}: {e}", dir.display())))?;
+        let previous = read_record(&dir);
+        if let Some(record) = &previous {
+            if self.answers(record, instance.id).await {
+                tracing::info!(instance = %instance.id, pid = record.pid, "runtime found again");
+                return Ok(self.fields(instance.id, record));
+            }
+        }
+        let listen_port = previous
+            .as_ref()
+            .map(|r| r.listen_port)
+            .filter(|p| port_free(*p))
+            .unwrap_or_else(free_port);
+        let gateway_port = previous
+            .as_ref()
+            .map(|r| r.gateway_port)
+            .filter(|p| port_free(*p) && *p != listen_port)
+            .unwrap_or_else(|| loop {
+                let p = free_port();
+                if p != listen_port {
+                    break p;
+                }
+            });
+        let pid = self.spawn(instance.id, &dir, listen_port, gateway_port, secrets)?;
+        let record = RuntimeRecord {
+            pid,
+            listen_port,
+            gateway_port,
+        };
+        write_record(&dir, &record)?;
+        let deadline = Instant::now() + self.settings.start_timeout;
+        while !self.answers(&record, instance.id).await {
+            if Instant::now() > deadline {
+                return Err(ProvisionError(format!(
+                    "the runtime did not answer within {} s; see {}",
+                    self.settings.start_timeout.as_secs(),
+                    dir.join("logs/runtime.log").display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::info!(instance = %instance.id, pid, listen_port, "runtime started");
+        Ok(self.fields(instance.id, &record))
+    }
+
+    fn spawn(
+        &self,
+        id: InstanceId,
+        dir: &Path,
+        listen_port: u16,
+        gateway_port: u16,
+        secrets: &RuntimeSecrets,
+    ) -> Result<u32, ProvisionError> {
+        let logs = dir.join("logs");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&logs)
+            .map_err(|e| ProvisionError(format!("cannot create {}: {e}", logs.display())))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logs.join("runtime.log"))
+            .map_err(|e| ProvisionError(format!("cannot open the runtime log: {e}")))?;
+        let log_err = log.try_clone().map_err(|e| ProvisionError(e.to_string()))?;
+        let backups = self.settings.data_dir.join("backups");
+        let mut command = tokio::process::Command::new(&self.settings.binary);
+        command
+            .arg("runtime")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{listen_port}"))
+            .arg("--state-dir")
+            .arg(dir)
+            .arg("--gateway-port")
+            .arg(gateway_port.to_string())
+            .arg("--instance-id")
+            .arg(id.to_string())
+            .arg("--instance-type")
+            .arg("local")
+            .arg("--backup-url")
+            .arg(format!("file://{}", backups.display()))
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+            )
+            .env(
+                "HOME",
+                std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
+            )
+            .env("CLAWPLANE_CACHE_DIR", &self.settings.cache_dir)
+            .env(
+                "CLAWPLANE_LOG",
+                std::env::var("CLAWPLANE_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env(
+                "OPENAGENTS_SERVICE_TOKEN",
+                secrets.service_token.expose_secret(),
+            )
+            .env(
+                "OPENCLAW_GATEWAY_TOKEN",
+                secrets.gateway_token.expose_secret(),
+            )
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0)
+            .kill_on_drop(false);
+        if let Some(keys) = &secrets.provider_keys {
+            command.env("OPENCLAW_PROVIDER_KEYS", keys.expose_secret());
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| ProvisionError(format!("cannot start `clawplane runtime`: {e}")))?;
+        child
+            .id()
+            .ok_or_else(|| ProvisionError("the runtime exited at once".into()))
+    }
+}
+
+#[async_trait]
+impl Provisioner for LocalProvisioner {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    async fn provision(
+        &self,
+        instance: &Instance,
+        secrets: &RuntimeSecrets,
+    ) -> Result<InstanceFields, ProvisionError> {
+        self.attach_or_start(instance, secrets).await
+    }
+
+    async fn ensure_running(
+        &self,
+        instance: &Instance,
+        secrets: &RuntimeSecrets,
+    ) -> Result<InstanceFields, ProvisionError> {
+        self.attach_or_start(instance, secrets).await
+    }
+
+    async fn remove(&self, instance: &Instance) -> Result<(), ProvisionError> {
+        let _guard = self.lock.lock().await;
+        let dir = self.instance_dir(instance.id);
+        if let Some(record) = read_record(&dir) {
+            if process_matches(record.pid, instance.id) {
+                // SIGTERM: the agent takes a protective backup and stops its gateway.
+                let pid = nix::unistd::Pid::from_raw(record.pid as i32);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                let deadline = Instant::now() + self.settings.stop_timeout;
+                while process_matches(record.pid, instance.id) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                if process_matches(record.pid, instance.id) {
+                    tracing::warn!(instance = %instance.id, "runtime did not stop in time; killing it");
+                    let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| ProvisionError(format!("cannot remove {}: {e}", dir.display())))?;
+        }
+        Ok(())
+    }
+}
+
+fn read_record(dir: &Path) -> Option<RuntimeRecord> {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("runtime.json")).ok()?).ok()
+}
+
+fn write_record(dir: &Path, record: &RuntimeRecord) -> Result<(), ProvisionError> {
+    let text = serde_json::to_string(record).map_err(|e| ProvisionError(e.to_string()))?;
+    let tmp = dir.join("runtime.json.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, dir.join("runtime.json")))
+        .map_err(|e| ProvisionError(format!("cannot record the runtime: {e}")))
+}
+
+/// Whether `pid` is a live `clawplane runtime` of this instance (a recycled
+/// pid belongs to another program and is never signalled).
+fn process_matches(pid: u32, id: InstanceId) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&cmdline);
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .unwrap_or(true);
+    !zombie && text.contains("runtime") && text.contains(&id.to_string())
+}
+
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
