@@ -97,8 +97,10 @@ impl Agent {
         }
         stop_leftover_gateway(&spec).await;
         let state_dir = spec.state_dir();
+        // Read once: decides the restore and seeds `lastBackup`.
+        let latest = backups.latest().await?;
         if is_empty_dir(&state_dir) {
-            if let Some(latest) = backups.latest().await? {
+            if let Some(latest) = &latest {
                 tracing::info!(backup = %latest.id, "the gateway's state is empty: restoring the latest backup");
                 backups
                     .restore_and_swap(Some(&latest.id), &state_dir)
@@ -132,7 +134,7 @@ impl Agent {
             ..Default::default()
         };
         let (supervisor, supervisor_task) = Supervisor::spawn(spec, options, sink.clone());
-        let last_backup = RwLock::new(backups.latest().await?);
+        let last_backup = RwLock::new(latest);
         let shared = Arc::new(Shared {
             rpc: GatewayRpc::new(config.gateway_port, config.gateway_token.clone()),
             config,

@@ -25,13 +25,7 @@ pub async fn post_approve(
     State(shared): State<Arc<Shared>>,
     Path(request_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_request_id(&request_id)?;
-    let reply = shared
-        .rpc
-        .approve_device(&id)
-        .await
-        .map_err(unknown_request)?;
-    Ok(ok(device_reply(reply)))
+    decide(&shared, &request_id, true).await
 }
 
 /// `POST /v1/devices/{requestId}/reject`.
@@ -39,13 +33,18 @@ pub async fn post_reject(
     State(shared): State<Arc<Shared>>,
     Path(request_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_request_id(&request_id)?;
-    let reply = shared
-        .rpc
-        .reject_device(&id)
-        .await
-        .map_err(unknown_request)?;
-    Ok(ok(device_reply(reply)))
+    decide(&shared, &request_id, false).await
+}
+
+/// Approves or rejects a pending request through the gateway's RPC.
+async fn decide(shared: &Shared, request_id: &str, approve: bool) -> Result<Response, ApiError> {
+    let id = parse_request_id(request_id)?;
+    let reply = if approve {
+        shared.rpc.approve_device(&id).await
+    } else {
+        shared.rpc.reject_device(&id).await
+    };
+    Ok(ok(device_reply(reply.map_err(unknown_request)?)))
 }
 
 /// Pairing request ids are UUIDs; anything else is refused before the gateway sees it.
