@@ -8,14 +8,17 @@
 //! - [`money`]: integer micro-USD amounts, exact decimal parsing, cent rounding;
 //! - [`ids`]: user ids, instance ids and runtime names;
 //! - [`instance`]: the instance record (the seed's `openclaw_instances` row);
-//! - [`ledger`]: credit ledger entries and idempotency keys.
+//! - [`ledger`]: credit ledger entries and idempotency keys;
+//! - [`access`]: per-user API tokens (as listed) and audit entries.
 
+pub mod access;
 pub mod ids;
 pub mod instance;
 pub mod ledger;
 pub mod money;
 pub mod status;
 
+pub use access::{ApiToken, AuditEntry, TokenName, TokenNameError};
 pub use ids::{IdError, InstanceId, RuntimeName, UserId};
 pub use instance::{Instance, InstanceFields, SecretName};
 pub use ledger::{EntryKind, IdempotencyKey, IdempotencyKeyError, LedgerEntry};

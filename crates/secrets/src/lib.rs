@@ -19,4 +19,6 @@ pub use key::{EncryptionKey, KeyError, KeyId, KeyRing};
 pub use keyfile::{KeyFileError, KeyFileOutcome};
 pub use sealed::{DecryptError, SealedSecret, SecretContext, ALGORITHM};
 pub use secrecy::{ExposeSecret, SecretString};
-pub use token::{constant_time_eq, generate_token};
+pub use token::{
+    api_token_digest, constant_time_eq, generate_api_token, generate_token, API_TOKEN_PREFIX,
+};

@@ -24,6 +24,25 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     ha.ct_eq(&hb).into()
 }
 
+/// Prefix of per-user API tokens, so a leaked one is recognisable.
+pub const API_TOKEN_PREFIX: &str = "cpk_";
+
+/// A new per-user API token (`cpk_` and 256 random bits) and the digest
+/// that is all the store keeps of it.
+pub fn generate_api_token() -> (SecretString, String) {
+    let raw = generate_token();
+    let token = SecretString::from(format!("{API_TOKEN_PREFIX}{}", secrecy::ExposeSecret::expose_secret(&raw)));
+    let digest = api_token_digest(secrecy::ExposeSecret::expose_secret(&token));
+    (token, digest)
+}
+
+/// The SHA-256 digest (hex) under which an API token is stored and looked
+/// up. The token has 256 bits of entropy, so a fast digest is enough: there
+/// is nothing to brute-force.
+pub fn api_token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,6 +56,15 @@ mod tests {
         assert_eq!(URL_SAFE_NO_PAD.decode(a.expose_secret()).unwrap().len(), 32);
         assert_ne!(a.expose_secret(), b.expose_secret());
         assert!(!format!("{a:?}").contains(a.expose_secret()));
+    }
+
+    #[test]
+    fn api_tokens_are_prefixed_and_stored_as_digests() {
+        let (token, digest) = generate_api_token();
+        assert!(token.expose_secret().starts_with(API_TOKEN_PREFIX));
+        assert_eq!(digest, api_token_digest(token.expose_secret()));
+        assert_eq!(digest.len(), 64);
+        assert!(!digest.contains(token.expose_secret()));
     }
 
     #[test]

@@ -36,6 +36,12 @@ pub enum StoreError {
         /// The balance before the refused entry.
         balance: MicroUsd,
     },
+    /// No API token with that id for that user.
+    #[error("API token not found")]
+    TokenNotFound,
+    /// The user holds the most tokens allowed.
+    #[error("too many API tokens: revoke one first")]
+    TooManyTokens,
     /// No ledger entry with that id for that user.
     #[error("ledger entry not found")]
     EntryNotFound,

@@ -14,10 +14,12 @@
 //! - [`instances`]: instance rows and status transitions;
 //! - [`secrets`]: sealed secret columns, read and written as [`SealedSecret`]s;
 //! - [`vault`]: plaintext in and out, sealing with the key ring (rotation too);
-//! - [`ledger`]: credit ledger entries and per-user balances.
+//! - [`ledger`]: credit ledger entries and per-user balances;
+//! - [`access`]: per-user API tokens (digests only) and the audit log.
 //!
 //! [`SealedSecret`]: clawplane_secrets::SealedSecret
 
+pub mod access;
 pub mod connect;
 pub mod error;
 pub mod instances;
@@ -27,6 +29,7 @@ pub mod vault;
 
 mod time;
 
+pub use access::{NewAudit, MAX_TOKENS_PER_USER};
 pub use connect::{Backend, Store, StoreOptions};
 pub use error::StoreError;
 pub use instances::NewInstance;
