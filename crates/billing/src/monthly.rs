@@ -6,7 +6,7 @@
 //! twice: the ledger's unique key decides.
 
 use chrono::{DateTime, Datelike, Utc};
-use clawplane_domain::{IdempotencyKey, UserId};
+use clawplane_domain::{IdempotencyKey, MicroUsd, UserId};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -57,18 +57,9 @@ impl Ledger {
         let users = self.store().users_with_live_instances().await?;
         report.users = users.len();
         for user in users {
-            let request = GrantRequest {
-                user_id: user.clone(),
-                amount,
-                source: "monthly".to_owned(),
-                idempotency_key: monthly_key(&user, &month),
-                meta: serde_json::json!({ "month": month }),
-            };
-            match self.grant(request).await {
-                Ok(b) if b.replayed => report.already_granted += 1,
-                Ok(_) => report.granted += 1,
-                // The amount changed since this month's grant: it was granted.
-                Err(BillingError::IdempotencyConflict) => report.already_granted += 1,
+            match self.grant_month_to(&user, amount, &month).await {
+                Ok(true) => report.granted += 1,
+                Ok(false) => report.already_granted += 1,
                 Err(e) => {
                     tracing::warn!(user = %user, error = %e, "monthly grant failed; retried on the next run");
                     report.failed += 1;
@@ -76,5 +67,42 @@ impl Ledger {
             }
         }
         Ok(report)
+    }
+
+    /// Grants this month's credits to one user now (a user who is about to
+    /// get an instance), unless they already had them. Returns whether a
+    /// grant was written.
+    pub async fn grant_monthly_to(
+        &self,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, BillingError> {
+        let amount = self.config().monthly_grant;
+        if amount.micros() <= 0 {
+            return Ok(false);
+        }
+        let month = format!("{:04}-{:02}", now.year(), now.month());
+        self.grant_month_to(user, amount, &month).await
+    }
+
+    async fn grant_month_to(
+        &self,
+        user: &UserId,
+        amount: MicroUsd,
+        month: &str,
+    ) -> Result<bool, BillingError> {
+        let request = GrantRequest {
+            user_id: user.clone(),
+            amount,
+            source: "monthly".to_owned(),
+            idempotency_key: monthly_key(user, month),
+            meta: serde_json::json!({ "month": month }),
+        };
+        match self.grant(request).await {
+            Ok(b) => Ok(!b.replayed),
+            // The amount changed since this month's grant: it was granted.
+            Err(BillingError::IdempotencyConflict) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }

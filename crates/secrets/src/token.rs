@@ -31,7 +31,10 @@ pub const API_TOKEN_PREFIX: &str = "cpk_";
 /// that is all the store keeps of it.
 pub fn generate_api_token() -> (SecretString, String) {
     let raw = generate_token();
-    let token = SecretString::from(format!("{API_TOKEN_PREFIX}{}", secrecy::ExposeSecret::expose_secret(&raw)));
+    let token = SecretString::from(format!(
+        "{API_TOKEN_PREFIX}{}",
+        secrecy::ExposeSecret::expose_secret(&raw)
+    ));
     let digest = api_token_digest(secrecy::ExposeSecret::expose_secret(&token));
     (token, digest)
 }

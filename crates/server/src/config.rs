@@ -5,6 +5,8 @@ use std::time::Duration;
 use clawplane_billing::BillingConfig;
 use clawplane_secrets::SecretString;
 
+use crate::instances::InstanceSettings;
+
 /// Everything `clawplane serve` needs besides the store and the key ring.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -20,6 +22,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Whether to run the background jobs (monthly grants, metering).
     pub run_jobs: bool,
+    /// Provisioning settings.
+    pub instances: InstanceSettings,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +35,7 @@ impl Default for ServerConfig {
             body_limit: 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
             run_jobs: true,
+            instances: InstanceSettings::default(),
         }
     }
 }

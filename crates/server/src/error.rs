@@ -107,9 +107,7 @@ impl From<StoreError> for ApiError {
             StoreError::EntryNotFound => ApiError::not_found("ledger entry not found"),
             StoreError::TokenNotFound => ApiError::not_found("API token not found"),
             StoreError::TooManyTokens => ApiError::conflict("too_many_tokens", e.to_string()),
-            StoreError::RuntimeNameTaken => {
-                ApiError::conflict("runtime_name_taken", e.to_string())
-            }
+            StoreError::RuntimeNameTaken => ApiError::conflict("runtime_name_taken", e.to_string()),
             StoreError::LiveInstanceExists(_) => {
                 ApiError::conflict("instance_exists", "this user already has an instance")
             }

@@ -8,9 +8,11 @@ use std::collections::HashMap;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use clawplane_domain::{IdempotencyKey, IdempotencyKeyError, UserId};
-use clawplane_secrets::{constant_time_eq, ExposeSecret, SecretString};
+use clawplane_secrets::{
+    api_token_digest, constant_time_eq, ExposeSecret, SecretString, API_TOKEN_PREFIX,
+};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -102,17 +104,31 @@ impl FromRequestParts<AppState> for ControlAuth {
     }
 }
 
-/// The seed's beta auth for `/api/openclaw/*`: `X-OA-Internal-Key` against
-/// `OA_INTERNAL_KEY`, then the user from `X-OA-User-Id`.
+/// Who is calling `/api/openclaw/*`: either a per-user API token
+/// (`Authorization: Bearer cpk_…`, the token's owner) or the seed's beta auth
+/// (`X-OA-Internal-Key` against `OA_INTERNAL_KEY`, then the user from
+/// `X-OA-User-Id`).
 pub struct ApiUser(pub UserId);
 
 impl FromRequestParts<AppState> for ApiUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(token) = bearer(&parts.headers)? {
+            return match state
+                .store
+                .user_for_token_digest(&api_token_digest(token))
+                .await?
+            {
+                Some(user) => Ok(ApiUser(user)),
+                None => Err(ApiError::unauthorized(
+                    "the API token is unknown or revoked",
+                )),
+            };
+        }
         let expected = state.config.internal_key.as_ref().ok_or_else(|| {
             ApiError::misconfigured(
-                "OA_INTERNAL_KEY is not set on the server: set it to enable the API's internal-key auth",
+                "OA_INTERNAL_KEY is not set on the server: set it to enable the API's internal-key auth, or use an API token",
             )
         })?;
         check_key(&parts.headers, INTERNAL_KEY_HEADER, expected)?;
@@ -121,6 +137,31 @@ impl FromRequestParts<AppState> for ApiUser {
             .map(ApiUser)
             .map_err(|e| ApiError::bad_request(e.to_string()))
     }
+}
+
+/// The token of an `Authorization: Bearer` header, if there is one; any
+/// other `Authorization` is refused.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| t.starts_with(API_TOKEN_PREFIX) && t.len() <= 128);
+    token
+        .map(Some)
+        .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <API token>`"))
+}
+
+/// The request id the server gave this request (for the audit log).
+pub fn request_id(headers: &HeaderMap) -> Option<&str> {
+    header_text(headers, "x-request-id")
 }
 
 fn check_key(headers: &HeaderMap, name: &str, expected: &SecretString) -> Result<(), ApiError> {

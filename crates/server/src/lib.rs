@@ -6,14 +6,17 @@
 //! - [`error`]: the one error type of this surface and its JSON envelope;
 //! - [`extract`]: request parsing that answers bad input with the envelope
 //!   (JSON bodies, user ids, idempotency keys) and the key checks;
-//! - [`fleet`]: what billing may do to instances from here;
+//! - [`instances`]: the instance service, its reconciler, and what billing
+//!   may do to instances (the runtime-backed fleet);
 //! - [`runtime_client`]: the typed client of each instance's runtime agent;
-//! - [`provision`]: the `local` and `static` provisioners.
+//! - [`provision`]: the `local` and `static` provisioners;
+//! - [`metrics`]: the Prometheus registry and the request middleware.
 
 pub mod config;
 pub mod error;
 pub mod extract;
-pub mod fleet;
+pub mod instances;
+pub mod metrics;
 pub mod provision;
 pub mod routes;
 pub mod runtime_client;

@@ -11,7 +11,10 @@ use clawplane_store::{Store, Vault};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::fleet::StoreOnlyFleet;
+use crate::instances::fleet::RuntimeFleet;
+use crate::instances::Instances;
+use crate::metrics::Metrics;
+use crate::provision::Provisioner;
 use crate::routes::router;
 use crate::state::AppState;
 use crate::ServerConfig;
@@ -24,12 +27,30 @@ pub struct Application {
 
 impl Application {
     /// Wires the parts together around an already bound listener.
-    pub fn build(config: ServerConfig, store: Store, keys: KeyRing, listener: TcpListener) -> Self {
+    pub fn build(
+        config: ServerConfig,
+        store: Store,
+        keys: KeyRing,
+        provisioner: Arc<dyn Provisioner>,
+        listener: TcpListener,
+    ) -> Self {
         let ledger = Ledger::new(store.clone(), config.billing.clone());
+        let vault = Vault::new(store.clone(), keys);
+        let metrics = Metrics::new();
+        let instances = Instances::new(
+            store.clone(),
+            vault.clone(),
+            ledger.clone(),
+            provisioner,
+            config.instances.clone(),
+            metrics.clone(),
+        );
         let state = AppState {
-            vault: Vault::new(store.clone(), keys),
+            vault,
             store,
             ledger,
+            instances,
+            metrics,
             config: Arc::new(config),
         };
         Application { listener, state }
@@ -41,18 +62,20 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish
-    /// for at most the configured grace period, stops the background jobs at
-    /// a safe point, and closes the store.
+    /// for at most the configured grace period, stops the background jobs and
+    /// the reconciler at a safe point, and closes the store. Runtimes keep
+    /// running: the next start finds them again.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let Application { listener, state } = self;
         let token = CancellationToken::new();
+        let reconciler = tokio::spawn(state.instances.clone().reconcile());
         let jobs = state.config.run_jobs.then(|| {
             let meter = Meter::new(
                 state.ledger.clone(),
-                Arc::new(StoreOnlyFleet::new(state.store.clone())),
+                Arc::new(RuntimeFleet::new(state.instances.clone())),
             );
             let interval = state.config.billing.metering_interval;
             tokio::spawn(jobs::run(
@@ -64,6 +87,7 @@ impl Application {
         });
         let grace = state.config.shutdown_grace;
         let store = state.store.clone();
+        let instances = state.instances.clone();
         let signal = token.clone();
         let serve = axum::serve(listener, router(state))
             .with_graceful_shutdown(async move {
@@ -84,6 +108,8 @@ impl Application {
             },
         };
         token.cancel();
+        instances.shutdown(grace).await;
+        let _ = tokio::time::timeout(grace, reconciler).await;
         if let Some(jobs) = jobs {
             if tokio::time::timeout(grace, jobs).await.is_err() {
                 tracing::warn!("the billing job did not stop in time");

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use clawplane_billing::Ledger;
 use clawplane_store::{Store, Vault};
 
+use crate::instances::Instances;
+use crate::metrics::Metrics;
 use crate::ServerConfig;
 
 /// Cheap to clone: everything inside is shared.
@@ -16,6 +18,10 @@ pub struct AppState {
     pub vault: Vault,
     /// The credit ledger.
     pub ledger: Ledger,
+    /// Instances: provisioning, runtimes, deletion.
+    pub instances: Instances,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
     /// Settings.
     pub config: Arc<ServerConfig>,
 }

@@ -1,12 +1,19 @@
 //! `clawplane serve`: the control plane.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
+use clawplane_runtime::install;
 use clawplane_secrets::SecretString;
+use clawplane_server::instances::InstanceSettings;
+use clawplane_server::provision::local::{LocalProvisioner, LocalSettings};
+use clawplane_server::provision::static_env::{StaticProvisioner, StaticSettings};
+use clawplane_server::provision::Provisioner;
 use clawplane_server::{Application, ServerConfig};
 
 use crate::config::{BillingArgs, KeyArgs, StoreArgs};
@@ -35,6 +42,34 @@ pub struct ServeArgs {
     /// Do not run the background jobs (monthly grants, metering) in this process.
     #[arg(long, env = "CLAWPLANE_NO_JOBS", default_value_t = false)]
     pub no_jobs: bool,
+
+    /// How instances get a runtime: `local` (a `clawplane runtime` child per
+    /// instance on this host) or `static` (the seed's OPENCLAW_RUNTIME_URL...).
+    #[arg(
+        long,
+        env = "CLAWPLANE_PROVISIONER",
+        value_enum,
+        default_value = "local"
+    )]
+    pub provisioner: ProvisionerKind,
+
+    /// Seconds provisioning may take before the instance is `error`.
+    #[arg(long, env = "CLAWPLANE_PROVISION_TIMEOUT_SECS", default_value_t = 300)]
+    pub provision_timeout_secs: u64,
+
+    /// Where OpenClaw is installed for local runtimes (default:
+    /// `$CLAWPLANE_CACHE_DIR`, `$XDG_CACHE_HOME/clawplane` or `~/.cache/clawplane`).
+    #[arg(long, env = "CLAWPLANE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The provisioners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProvisionerKind {
+    /// One `clawplane runtime` child process per instance on this host.
+    Local,
+    /// The runtime URL and names come from the seed's environment.
+    Static,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -48,12 +83,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.listen
         )
     })?;
+    let provisioner = provisioner(&args).await?;
     let config = ServerConfig {
         control_key: secret_env("OA_CONTROL_KEY"),
         internal_key: secret_env("OA_INTERNAL_KEY"),
         billing,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         run_jobs: !args.no_jobs,
+        instances: InstanceSettings {
+            fixed_service_token: secret_env("OPENCLAW_SERVICE_TOKEN")
+                .or_else(|| secret_env("OPENAGENTS_SERVICE_TOKEN")),
+            provision_timeout: Duration::from_secs(args.provision_timeout_secs.max(10)),
+            ..Default::default()
+        },
         ..Default::default()
     };
     if config.control_key.is_none() {
@@ -61,12 +103,55 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "OA_CONTROL_KEY is not set: the /control/openclaw endpoints answer 500 until it is"
         );
     }
-    let app = Application::build(config, store.clone(), keys, listener);
+    let app = Application::build(config, store.clone(), keys, provisioner, listener);
     let addr = app.local_addr()?;
     tracing::info!(database = store.backend().as_str(), "clawplane is ready");
     println!("clawplane listening on http://{addr}");
     app.run(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configured provisioner. For `local`, OpenClaw is installed first if
+/// it is missing (once per machine), so a fresh machine provisions real
+/// gateways without another step.
+async fn provisioner(args: &ServeArgs) -> anyhow::Result<Arc<dyn Provisioner>> {
+    match args.provisioner {
+        ProvisionerKind::Static => Ok(Arc::new(StaticProvisioner::new(StaticSettings::from_env()))),
+        ProvisionerKind::Local => {
+            let cache_dir = args
+                .cache_dir
+                .clone()
+                .unwrap_or_else(install::default_cache_dir);
+            let version = std::env::var("OPENCLAW_VERSION")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| install::DEFAULT_OPENCLAW_VERSION.to_owned());
+            if install::find(&cache_dir, &version).is_err() {
+                tracing::info!(
+                    version,
+                    "OpenClaw is not installed yet: installing it (first start only)"
+                );
+                let (cache, v) = (cache_dir.clone(), version.clone());
+                let result = tokio::task::spawn_blocking(move || {
+                    install::install(&cache, &v, &mut |line| tracing::info!("{line}"))
+                })
+                .await?;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "OpenClaw could not be installed: instances will fail to provision until `clawplane openclaw install` succeeds");
+                }
+            }
+            let binary = std::env::current_exe()
+                .context("cannot find the clawplane binary to run runtimes")?;
+            Ok(Arc::new(LocalProvisioner::new(LocalSettings {
+                data_dir: std::path::absolute(&args.store.data_dir)
+                    .context("cannot resolve the data directory")?,
+                binary,
+                cache_dir,
+                start_timeout: Duration::from_secs(60),
+                stop_timeout: Duration::from_secs(90),
+            })))
+        }
+    }
 }
 
 fn secret_env(name: &str) -> Option<SecretString> {

@@ -256,29 +256,50 @@ impl Provisioner for LocalProvisioner {
         self.attach_or_start(instance, secrets).await
     }
 
+    async fn restart(
+        &self,
+        instance: &Instance,
+        secrets: &RuntimeSecrets,
+    ) -> Result<InstanceFields, ProvisionError> {
+        {
+            let _guard = self.lock.lock().await;
+            self.stop_process(instance.id).await;
+        }
+        self.attach_or_start(instance, secrets).await
+    }
+
     async fn remove(&self, instance: &Instance) -> Result<(), ProvisionError> {
         let _guard = self.lock.lock().await;
+        self.stop_process(instance.id).await;
         let dir = self.instance_dir(instance.id);
-        if let Some(record) = read_record(&dir) {
-            if process_matches(record.pid, instance.id) {
-                // SIGTERM: the agent takes a protective backup and stops its gateway.
-                let pid = nix::unistd::Pid::from_raw(record.pid as i32);
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-                let deadline = Instant::now() + self.settings.stop_timeout;
-                while process_matches(record.pid, instance.id) && Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                if process_matches(record.pid, instance.id) {
-                    tracing::warn!(instance = %instance.id, "runtime did not stop in time; killing it");
-                    let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
-                }
-            }
-        }
         if dir.exists() {
             std::fs::remove_dir_all(&dir)
                 .map_err(|e| ProvisionError(format!("cannot remove {}: {e}", dir.display())))?;
         }
         Ok(())
+    }
+}
+
+impl LocalProvisioner {
+    /// SIGTERM (the agent takes a protective backup and stops its gateway),
+    /// then SIGKILL to the process group after the stop timeout.
+    async fn stop_process(&self, id: InstanceId) {
+        let Some(record) = read_record(&self.instance_dir(id)) else {
+            return;
+        };
+        if !process_matches(record.pid, id) {
+            return;
+        }
+        let pid = nix::unistd::Pid::from_raw(record.pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + self.settings.stop_timeout;
+        while process_matches(record.pid, id) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if process_matches(record.pid, id) {
+            tracing::warn!(instance = %id, "runtime did not stop in time; killing it");
+            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+        }
     }
 }
 

@@ -57,6 +57,14 @@ pub trait Provisioner: Send + Sync {
         secrets: &RuntimeSecrets,
     ) -> Result<InstanceFields, ProvisionError>;
 
+    /// Stops the runtime and starts it again with `secrets` (new provider
+    /// keys reach the gateway this way). The state directory is kept.
+    async fn restart(
+        &self,
+        instance: &Instance,
+        secrets: &RuntimeSecrets,
+    ) -> Result<InstanceFields, ProvisionError>;
+
     /// Stops and removes the runtime (its backups are kept).
     async fn remove(&self, instance: &Instance) -> Result<(), ProvisionError>;
 }

@@ -124,6 +124,16 @@ impl Provisioner for StaticProvisioner {
         self.fields(instance)
     }
 
+    async fn restart(
+        &self,
+        _instance: &Instance,
+        _secrets: &RuntimeSecrets,
+    ) -> Result<InstanceFields, ProvisionError> {
+        Err(ProvisionError(
+            "a static runtime is run by its operator: restart it there to apply the change".into(),
+        ))
+    }
+
     async fn remove(&self, _instance: &Instance) -> Result<(), ProvisionError> {
         Ok(())
     }

@@ -15,6 +15,8 @@ use crate::state::AppState;
 
 /// `GET /api/openclaw/billing/summary`: the caller's balance, month-to-date
 /// usage, next grant and recent entries.
+#[utoipa::path(get, path = "/api/openclaw/billing/summary", tag = "billing",
+    responses((status = 200, description = "`{user_id, balance_usd, month_to_date_usage_usd, next_monthly_grant, recent_entries, ...}`")))]
 pub async fn get_api_summary(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -23,6 +25,9 @@ pub async fn get_api_summary(
 }
 
 /// `GET /api/openclaw/billing/ledger?before=&limit=`: the caller's entries, newest first.
+#[utoipa::path(get, path = "/api/openclaw/billing/ledger", tag = "billing",
+    params(("before" = Option<String>, Query, description = "Cursor from the previous page"), ("limit" = Option<u32>, Query, description = "1-200, default 50")),
+    responses((status = 200, description = "`{entries, next_cursor}`")))]
 pub async fn get_api_ledger(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -51,6 +56,8 @@ pub async fn get_api_ledger(
 }
 
 /// `GET /control/openclaw/billing/summary`: the seed's `{user_id, balance_usd}` and more.
+#[utoipa::path(get, path = "/control/openclaw/billing/summary", tag = "control",
+    responses((status = 200, description = "The user's billing summary")))]
 pub async fn get_control_summary(
     State(state): State<AppState>,
     _auth: ControlAuth,
@@ -63,6 +70,9 @@ pub async fn get_control_summary(
 }
 
 /// `POST /control/openclaw/billing/grant` `{user_id, amount_usd, source?, meta?}`.
+#[utoipa::path(post, path = "/control/openclaw/billing/grant", tag = "control",
+    params(("Idempotency-Key" = String, Header, description = "Required")),
+    responses((status = 200, description = "`{user_id, balance_usd, entry, replayed}`")))]
 pub async fn post_control_grant(
     State(state): State<AppState>,
     _auth: ControlAuth,
@@ -71,11 +81,16 @@ pub async fn post_control_grant(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let request = entry_request(&headers, query.as_deref(), &body, "manual")?;
-    Ok(ok(state.ledger.grant(request).await?))
+    let result = state.ledger.grant(request).await;
+    state.metrics.ledger("grant", &result);
+    Ok(ok(result?))
 }
 
 /// `POST /control/openclaw/billing/burn` `{user_id, amount_usd, source?, meta?}`;
 /// 402 when the balance would go below the floor.
+#[utoipa::path(post, path = "/control/openclaw/billing/burn", tag = "control",
+    params(("Idempotency-Key" = String, Header, description = "Required")),
+    responses((status = 200, description = "`{user_id, balance_usd, entry, replayed}`"), (status = 402, description = "Insufficient credits")))]
 pub async fn post_control_burn(
     State(state): State<AppState>,
     _auth: ControlAuth,
@@ -84,10 +99,15 @@ pub async fn post_control_burn(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let request = entry_request(&headers, query.as_deref(), &body, "usage")?;
-    Ok(ok(state.ledger.burn(request).await?))
+    let result = state.ledger.burn(request).await;
+    state.metrics.ledger("burn", &result);
+    Ok(ok(result?))
 }
 
 /// `POST /control/openclaw/billing/reverse` `{user_id, entry_id, reason?}`.
+#[utoipa::path(post, path = "/control/openclaw/billing/reverse", tag = "control",
+    params(("Idempotency-Key" = String, Header, description = "Required")),
+    responses((status = 200, description = "The reversal")))]
 pub async fn post_control_reverse(
     State(state): State<AppState>,
     _auth: ControlAuth,
@@ -107,10 +127,9 @@ pub async fn post_control_reverse(
         .get("reason")
         .and_then(Value::as_str)
         .unwrap_or("correction");
-    Ok(ok(state
-        .ledger
-        .reverse(&user, entry_id, key, reason)
-        .await?))
+    let result = state.ledger.reverse(&user, entry_id, key, reason).await;
+    state.metrics.ledger("reverse", &result);
+    Ok(ok(result?))
 }
 
 /// Parses the common fields of a grant or a burn.

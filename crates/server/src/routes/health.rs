@@ -1,7 +1,7 @@
 //! `GET /healthz` (the process is up) and `GET /readyz` (the database answers).
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use crate::error::{ok, ApiError};
 use crate::state::AppState;
@@ -22,4 +22,21 @@ pub async fn get_readyz(State(state): State<AppState>) -> Result<Response, ApiEr
         "status": "ready",
         "database": state.store.backend().as_str(),
     })))
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn get_metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let body = state
+        .metrics
+        .render(&state.store)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
 }

@@ -2,6 +2,10 @@
 
 use clawplane_billing::BillingConfig;
 use clawplane_secrets::{EncryptionKey, KeyRing, SecretString};
+use std::sync::Arc;
+
+use clawplane_server::provision::static_env::{StaticProvisioner, StaticSettings};
+use clawplane_server::provision::Provisioner;
 use clawplane_server::{Application, ServerConfig};
 use clawplane_store::Backend;
 use clawplane_testkit::TestDb;
@@ -24,6 +28,16 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
 }
 
+/// The provisioner of in-process tests: the seed's static one, pointed at a
+/// loopback port where nothing listens, so instances exist (and end in
+/// `error`) without a runtime. Tests with real runtimes run the binary.
+pub fn unreachable_runtime() -> Arc<dyn Provisioner> {
+    Arc::new(StaticProvisioner::new(StaticSettings {
+        runtime_url: Some("http://127.0.0.1:9".into()),
+        ..Default::default()
+    }))
+}
+
 pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut ServerConfig)) -> TestApp {
     let db = TestDb::new(backend).await;
     let mut config = ServerConfig {
@@ -39,6 +53,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut ServerConf
         config,
         db.store.clone(),
         KeyRing::new(EncryptionKey::generate()),
+        unreachable_runtime(),
         listener,
     );
     let address = format!("http://{}", app.local_addr().unwrap());

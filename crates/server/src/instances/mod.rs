@@ -1,0 +1,449 @@
+//! The instance service: what the routes and the billing job may do to a
+//! user's instance, over the store, the vault, the provisioner and the
+//! runtime client.
+//!
+//! - this module: create (idempotent), delete, gateway actions, provider
+//!   keys, and the lookup of a user's runtime with the seed's errors;
+//! - [`provisioning`]: the reconciler that drives `provisioning` to `ready`
+//!   or `error`, and finds runtimes again after a restart;
+//! - [`fleet`]: the billing job's view of the instances (model spend, stops).
+
+pub mod fleet;
+pub mod provisioning;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use clawplane_billing::Ledger;
+use clawplane_domain::{Instance, InstanceFields, InstanceId, InstanceStatus, SecretName, UserId};
+use clawplane_secrets::{generate_token, ExposeSecret, SecretString};
+use clawplane_store::{NewInstance, Store, StoreError, Vault};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::provision::{Provisioner, RuntimeSecrets};
+use crate::runtime_client::{GatewayAction, RuntimeClient, RuntimeTarget};
+
+/// Settings of the instance service.
+#[derive(Debug, Clone)]
+pub struct InstanceSettings {
+    /// The seed's `OPENCLAW_SERVICE_TOKEN` / `OPENAGENTS_SERVICE_TOKEN`: one
+    /// fixed token for every runtime, used only when set.
+    pub fixed_service_token: Option<SecretString>,
+    /// How long provisioning may take before the instance is `error`.
+    pub provision_timeout: Duration,
+    /// How often the reconciler looks for stuck work.
+    pub reconcile_interval: Duration,
+}
+
+impl Default for InstanceSettings {
+    fn default() -> Self {
+        InstanceSettings {
+            fixed_service_token: None,
+            provision_timeout: Duration::from_secs(300),
+            reconcile_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Most provider keys one instance may hold, and the longest value.
+const MAX_PROVIDER_KEYS: usize = 32;
+const MAX_PROVIDER_KEY_LEN: usize = 4096;
+
+/// The service; cheap to clone.
+#[derive(Clone)]
+pub struct Instances {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    vault: Vault,
+    ledger: Ledger,
+    provisioner: Arc<dyn Provisioner>,
+    client: RuntimeClient,
+    settings: InstanceSettings,
+    metrics: Metrics,
+    /// Instances whose provisioning task runs in this process.
+    in_flight: Mutex<HashSet<InstanceId>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Instances {
+    /// A service over these parts.
+    pub fn new(
+        store: Store,
+        vault: Vault,
+        ledger: Ledger,
+        provisioner: Arc<dyn Provisioner>,
+        settings: InstanceSettings,
+        metrics: Metrics,
+    ) -> Self {
+        Instances {
+            inner: Arc::new(Inner {
+                store,
+                vault,
+                ledger,
+                provisioner,
+                client: RuntimeClient::new(Default::default()),
+                settings,
+                metrics,
+                in_flight: Mutex::new(HashSet::new()),
+                tasks: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The runtime client.
+    pub fn client(&self) -> &RuntimeClient {
+        &self.inner.client
+    }
+
+    /// The user's live instance or, without one, their last deleted one.
+    pub async fn current(&self, user: &UserId) -> Result<Option<Instance>, ApiError> {
+        Ok(self.inner.store.current_instance_for_user(user).await?)
+    }
+
+    /// The user's live instance, or 404 `instance not found`.
+    pub async fn live(&self, user: &UserId) -> Result<Instance, ApiError> {
+        self.inner
+            .store
+            .live_instance_for_user(user)
+            .await?
+            .ok_or_else(|| ApiError::not_found("instance not found"))
+    }
+
+    /// Creates the user's instance in `provisioning` and starts driving it;
+    /// with a live one already, returns it (and re-provisions one in `error`).
+    /// The month's credits are granted first; a balance at the floor is 402.
+    pub async fn create(&self, user: &UserId) -> Result<Instance, ApiError> {
+        let store = &self.inner.store;
+        if let Some(existing) = store.live_instance_for_user(user).await? {
+            return self.resume(existing).await;
+        }
+        self.inner.ledger.grant_monthly_to(user, Utc::now()).await?;
+        self.inner.ledger.ensure_can_run(user).await?;
+        let new = NewInstance {
+            user_id: user.clone(),
+            fields: InstanceFields {
+                provisioner: Some(self.inner.provisioner.name().to_owned()),
+                ..Default::default()
+            },
+        };
+        match store.create_instance(new).await {
+            Ok(instance) => {
+                tracing::info!(instance = %instance.id, "instance created; provisioning");
+                self.drive(instance.id);
+                Ok(instance)
+            }
+            // A concurrent create won: answer with its instance.
+            Err(StoreError::LiveInstanceExists(_)) => self.live(user).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn resume(&self, existing: Instance) -> Result<Instance, ApiError> {
+        match existing.status {
+            InstanceStatus::Error => {
+                self.inner.ledger.ensure_can_run(&existing.user_id).await?;
+                let instance = self
+                    .inner
+                    .store
+                    .set_instance_status(existing.id, InstanceStatus::Provisioning, None)
+                    .await?;
+                self.drive(instance.id);
+                Ok(instance)
+            }
+            InstanceStatus::Provisioning => {
+                self.drive(existing.id);
+                Ok(existing)
+            }
+            _ => Ok(existing),
+        }
+    }
+
+    /// Where the user's runtime is, with the seed's errors: 404 `instance
+    /// not found`, 409 `runtime url not set`, 409 `service token not set`.
+    pub async fn target(&self, user: &UserId) -> Result<(Instance, RuntimeTarget), ApiError> {
+        let instance = self.live(user).await?;
+        let target = self.target_of(&instance).await?;
+        Ok((instance, target))
+    }
+
+    /// The runtime target of an instance.
+    pub async fn target_of(&self, instance: &Instance) -> Result<RuntimeTarget, ApiError> {
+        let base_url = instance
+            .runtime_url
+            .clone()
+            .ok_or_else(|| ApiError::conflict("runtime_url_not_set", "runtime url not set"))?;
+        let service_token = match &self.inner.settings.fixed_service_token {
+            Some(fixed) => fixed.clone(),
+            None => self
+                .inner
+                .vault
+                .get(instance.id, SecretName::ServiceToken)
+                .await
+                .map_err(|e| ApiError::internal(&e))?
+                .ok_or_else(|| {
+                    ApiError::conflict("service_token_not_set", "service token not set")
+                })?,
+        };
+        Ok(RuntimeTarget {
+            base_url,
+            service_token,
+        })
+    }
+
+    /// The secrets a runtime is given; tokens are generated (CSPRNG, 256
+    /// bits) and stored the first time.
+    async fn runtime_secrets(&self, instance: &Instance) -> Result<RuntimeSecrets, ApiError> {
+        let service_token = match &self.inner.settings.fixed_service_token {
+            Some(fixed) => fixed.clone(),
+            None => self.token(instance.id, SecretName::ServiceToken).await?,
+        };
+        let gateway_token = self.token(instance.id, SecretName::GatewayToken).await?;
+        let provider_keys = self
+            .inner
+            .vault
+            .get(instance.id, SecretName::ProviderKeys)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        Ok(RuntimeSecrets {
+            service_token,
+            gateway_token,
+            provider_keys,
+        })
+    }
+
+    async fn token(&self, id: InstanceId, name: SecretName) -> Result<SecretString, ApiError> {
+        let vault = &self.inner.vault;
+        if let Some(existing) = vault
+            .get(id, name)
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+        {
+            return Ok(existing);
+        }
+        let token = generate_token();
+        vault.put(id, name, &token).await?;
+        Ok(token)
+    }
+
+    /// Deletes the user's instance: a protective backup (refused, changing
+    /// nothing, if a running runtime cannot take it), the runtime stopped and
+    /// removed, its secrets erased, the instance `deleted`. Backups are kept.
+    pub async fn delete(&self, user: &UserId) -> Result<(Instance, Value), ApiError> {
+        let instance = self.live(user).await?;
+        let mut backup = Value::Null;
+        if matches!(
+            instance.status,
+            InstanceStatus::Ready | InstanceStatus::Stopped
+        ) {
+            let target = self.target_of(&instance).await?;
+            match self.inner.client.backup(&target).await {
+                Ok(b) => backup = b,
+                Err(e) if instance.status == InstanceStatus::Ready => {
+                    let e = ApiError::from(e);
+                    return Err(ApiError::new(
+                        e.status,
+                        "backup_failed",
+                        format!(
+                            "the protective backup failed, so nothing was deleted: {}",
+                            e.message
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(instance = %instance.id, error = %e, "no protective backup of a stopped instance")
+                }
+            }
+        }
+        if let Err(e) = self.inner.provisioner.remove(&instance).await {
+            tracing::error!(instance = %instance.id, error = %e, "removing the runtime failed");
+            return Err(ApiError::internal(&e));
+        }
+        self.inner.store.clear_all_secrets(instance.id).await?;
+        let deleted = self
+            .inner
+            .store
+            .set_instance_status(
+                instance.id,
+                InstanceStatus::Deleted,
+                Some("deleted by its user"),
+            )
+            .await?;
+        tracing::info!(instance = %instance.id, "instance deleted");
+        Ok((deleted, backup))
+    }
+
+    /// Starts, stops or restarts the user's gateway; stop and start move the
+    /// instance between `ready` and `stopped`. A start needs credits.
+    pub async fn gateway(&self, user: &UserId, action: GatewayAction) -> Result<Value, ApiError> {
+        let (instance, target) = self.target(user).await?;
+        let store = &self.inner.store;
+        match action {
+            GatewayAction::Start => {
+                self.inner.ledger.ensure_can_run(user).await?;
+                instance
+                    .status
+                    .check_transition(InstanceStatus::Ready)
+                    .map_err(StoreError::from)?;
+                let out = self.inner.client.gateway(&target, action).await?;
+                store
+                    .set_instance_status(instance.id, InstanceStatus::Ready, None)
+                    .await?;
+                Ok(out)
+            }
+            GatewayAction::Stop => {
+                instance
+                    .status
+                    .check_transition(InstanceStatus::Stopped)
+                    .map_err(StoreError::from)?;
+                let out = self.inner.client.gateway(&target, action).await?;
+                store
+                    .set_instance_status(
+                        instance.id,
+                        InstanceStatus::Stopped,
+                        Some("stopped by its user"),
+                    )
+                    .await?;
+                Ok(out)
+            }
+            GatewayAction::Restart => {
+                if instance.status != InstanceStatus::Ready {
+                    return Err(StoreError::WrongStatus(instance.status).into());
+                }
+                Ok(self.inner.client.gateway(&target, action).await?)
+            }
+        }
+    }
+
+    /// The names of the user's stored provider keys (never their values).
+    pub async fn provider_key_names(&self, user: &UserId) -> Result<Vec<String>, ApiError> {
+        let instance = self.live(user).await?;
+        let stored = self
+            .inner
+            .vault
+            .get(instance.id, SecretName::ProviderKeys)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        Ok(stored
+            .and_then(|s| serde_json::from_str::<BTreeMap<String, Value>>(s.expose_secret()).ok())
+            .map(|m| m.into_keys().collect())
+            .unwrap_or_default())
+    }
+
+    /// Replaces (or with `None` removes) the user's provider keys and
+    /// restarts a running runtime in the background so its gateway gets them.
+    pub async fn set_provider_keys(
+        &self,
+        user: &UserId,
+        keys: Option<BTreeMap<String, SecretString>>,
+    ) -> Result<Value, ApiError> {
+        let instance = self.live(user).await?;
+        let names: Vec<String> = keys.iter().flat_map(|k| k.keys().cloned()).collect();
+        match keys.filter(|k| !k.is_empty()) {
+            Some(keys) => {
+                validate_provider_keys(&keys)?;
+                let object: serde_json::Map<String, Value> = keys
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_owned())))
+                    .collect();
+                let sealed = SecretString::from(Value::Object(object).to_string());
+                self.inner
+                    .vault
+                    .put(instance.id, SecretName::ProviderKeys, &sealed)
+                    .await?;
+            }
+            None => {
+                self.inner
+                    .store
+                    .clear_secret(instance.id, SecretName::ProviderKeys)
+                    .await?;
+            }
+        }
+        let applying = matches!(
+            instance.status,
+            InstanceStatus::Ready | InstanceStatus::Stopped
+        );
+        if applying {
+            let this = self.clone();
+            self.inner
+                .tasks
+                .spawn(async move { this.restart_runtime(instance).await });
+        }
+        Ok(json!({ "names": names, "restarting": applying }))
+    }
+
+    async fn restart_runtime(&self, instance: Instance) {
+        let secrets = match self.runtime_secrets(&instance).await {
+            Ok(s) => s,
+            Err(e) => {
+                return tracing::warn!(instance = %instance.id, error = %e.message, "cannot read the runtime's secrets")
+            }
+        };
+        match self.inner.provisioner.restart(&instance, &secrets).await {
+            Ok(fields) => {
+                if let Err(e) = self
+                    .inner
+                    .store
+                    .update_instance_fields(instance.id, &fields)
+                    .await
+                {
+                    tracing::warn!(instance = %instance.id, error = %e, "cannot record the restarted runtime");
+                }
+                tracing::info!(instance = %instance.id, "runtime restarted with new provider keys");
+            }
+            Err(e) => tracing::warn!(instance = %instance.id, error = %e, "runtime not restarted"),
+        }
+    }
+
+    /// Stops background work at a safe point and waits for it (bounded).
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("instance tasks did not stop in time");
+        }
+    }
+}
+
+/// Provider keys are environment variable names (`OPENAI_API_KEY`...) with
+/// non-empty values; both bounded.
+fn validate_provider_keys(keys: &BTreeMap<String, SecretString>) -> Result<(), ApiError> {
+    if keys.len() > MAX_PROVIDER_KEYS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_PROVIDER_KEYS} provider keys"
+        )));
+    }
+    for (name, value) in keys {
+        let valid_name = (1..=64).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_uppercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !valid_name {
+            return Err(ApiError::bad_request(
+                "provider key names are environment variable names such as OPENAI_API_KEY (A-Z, 0-9, _)",
+            ));
+        }
+        let v = value.expose_secret();
+        if v.trim().is_empty() || v.len() > MAX_PROVIDER_KEY_LEN || v.chars().any(char::is_control)
+        {
+            return Err(ApiError::bad_request(format!(
+                "the value of {name} must be 1-{MAX_PROVIDER_KEY_LEN} printable characters"
+            )));
+        }
+    }
+    Ok(())
+}

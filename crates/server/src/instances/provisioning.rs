@@ -1,0 +1,218 @@
+//! The reconciler: drives an instance from `provisioning` to `ready` (the
+//! runtime reports its gateway running) or to `error` with the reason, and
+//! after a restart of the control plane picks up what was left: instances
+//! still `provisioning`, and the runtimes of `ready` and `stopped` instances
+//! (found again, or started again, never started twice).
+
+use std::time::{Duration, Instant};
+
+use clawplane_domain::{Instance, InstanceId, InstanceStatus};
+use serde_json::Value;
+
+use super::Instances;
+use crate::runtime_client::{GatewayAction, RuntimeTarget};
+
+/// How often the runtime is asked whether its gateway runs yet.
+const READY_POLL: Duration = Duration::from_millis(250);
+
+impl Instances {
+    /// Starts driving `id` unless this process already is.
+    pub fn drive(&self, id: InstanceId) {
+        let fresh = self
+            .inner
+            .in_flight
+            .lock()
+            .map(|mut set| set.insert(id))
+            .unwrap_or(false);
+        if !fresh {
+            return;
+        }
+        let this = self.clone();
+        self.inner.tasks.spawn(async move {
+            this.provision(id).await;
+            if let Ok(mut set) = this.inner.in_flight.lock() {
+                set.remove(&id);
+            }
+        });
+    }
+
+    async fn provision(&self, id: InstanceId) {
+        let store = &self.inner.store;
+        let instance = match store.instance(id).await {
+            Ok(i) if i.status == InstanceStatus::Provisioning => i,
+            Ok(_) => return,
+            Err(e) => return tracing::warn!(instance = %id, error = %e, "cannot read the instance"),
+        };
+        let started = Instant::now();
+        let timeout = self.inner.settings.provision_timeout;
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(timeout, self.bring_up(&instance)) => r.unwrap_or_else(|_| {
+                Err(format!("the runtime was not ready within {} s", timeout.as_secs()))
+            }),
+            _ = self.inner.shutdown.cancelled() => {
+                tracing::info!(instance = %id, "shutting down: provisioning resumes at the next start");
+                return;
+            }
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let (to, reason, label) = match &outcome {
+            Ok(()) => (InstanceStatus::Ready, None, "ready"),
+            Err(reason) => (InstanceStatus::Error, Some(reason.as_str()), "error"),
+        };
+        self.inner.metrics.provisioned(label, seconds);
+        match store.set_instance_status(id, to, reason).await {
+            Ok(_) if outcome.is_ok() => {
+                tracing::info!(instance = %id, seconds, "instance ready")
+            }
+            Ok(_) => {
+                tracing::warn!(instance = %id, reason = reason.unwrap_or(""), "provisioning failed")
+            }
+            Err(e) => {
+                // Deleted while provisioning: take away what was started.
+                tracing::info!(instance = %id, error = %e, "instance changed during provisioning; removing its runtime");
+                if let Err(e) = self.inner.provisioner.remove(&instance).await {
+                    tracing::warn!(instance = %id, error = %e, "cannot remove the runtime");
+                }
+            }
+        }
+    }
+
+    /// Secrets, provisioner, then wait for the gateway; the error is the
+    /// instance's status reason.
+    async fn bring_up(&self, instance: &Instance) -> Result<(), String> {
+        let secrets = self
+            .runtime_secrets(instance)
+            .await
+            .map_err(|e| e.message)?;
+        let fields = self
+            .inner
+            .provisioner
+            .provision(instance, &secrets)
+            .await
+            .map_err(|e| e.to_string())?;
+        let updated = self
+            .inner
+            .store
+            .update_instance_fields(instance.id, &fields)
+            .await
+            .map_err(|e| e.to_string())?;
+        let target = self.target_of(&updated).await.map_err(|e| e.message)?;
+        self.wait_gateway_running(&target).await
+    }
+
+    /// Polls `/v1/status` until the gateway is `running`; a refused service
+    /// token or a gateway that keeps crashing ends the wait with the reason.
+    async fn wait_gateway_running(&self, target: &RuntimeTarget) -> Result<(), String> {
+        loop {
+            match self.inner.client.status(target).await {
+                Ok(status) => match status["gateway"]["state"].as_str() {
+                    Some("running") => return Ok(()),
+                    Some("crashed") if status["gateway"]["crashes"].as_u64() >= Some(3) => {
+                        let last = status["gateway"]["lastError"].as_str().unwrap_or("");
+                        return Err(format!("the gateway keeps crashing: {last}"));
+                    }
+                    _ => {}
+                },
+                Err(crate::runtime_client::RuntimeError::Status { status: 401, .. }) => {
+                    return Err("the runtime refused the service token".into())
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+    }
+
+    /// Runs for the life of the server: first picks up what a previous run
+    /// left, then every interval looks for provisioning that nobody drives.
+    pub async fn reconcile(self) {
+        self.recover().await;
+        let interval = self.inner.settings.reconcile_interval;
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            let stale = chrono::Utc::now()
+                - chrono::Duration::from_std(self.inner.settings.provision_timeout)
+                    .unwrap_or_default();
+            match self
+                .inner
+                .store
+                .instances_in_status(InstanceStatus::Provisioning, Some(stale), 100)
+                .await
+            {
+                Ok(stuck) => stuck.into_iter().for_each(|i| self.drive(i.id)),
+                Err(e) => tracing::warn!(error = %e, "cannot list provisioning instances"),
+            }
+        }
+    }
+
+    /// After a restart: drive every `provisioning` instance; find again (or
+    /// start again) the runtimes of `ready` and `stopped` ones.
+    pub async fn recover(&self) {
+        let store = &self.inner.store;
+        if let Ok(list) = store
+            .instances_in_status(InstanceStatus::Provisioning, None, 10_000)
+            .await
+        {
+            list.into_iter().for_each(|i| self.drive(i.id));
+        }
+        for status in [InstanceStatus::Ready, InstanceStatus::Stopped] {
+            let Ok(list) = store.instances_in_status(status, None, 10_000).await else {
+                continue;
+            };
+            for instance in list {
+                if instance.provisioner.as_deref() != Some(self.inner.provisioner.name()) {
+                    continue;
+                }
+                if self.inner.shutdown.is_cancelled() {
+                    return;
+                }
+                self.reattach(instance).await;
+            }
+        }
+    }
+
+    async fn reattach(&self, instance: Instance) {
+        let id = instance.id;
+        let result = async {
+            let secrets = self
+                .runtime_secrets(&instance)
+                .await
+                .map_err(|e| e.message)?;
+            let fields = self
+                .inner
+                .provisioner
+                .ensure_running(&instance, &secrets)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.inner
+                .store
+                .update_instance_fields(id, &fields)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match result {
+            Ok(updated) if instance.status == InstanceStatus::Stopped => {
+                // A restarted runtime starts its gateway; a stopped instance stays stopped.
+                if let Ok(target) = self.target_of(&updated).await {
+                    let _: Result<Value, _> = self
+                        .inner
+                        .client
+                        .gateway(&target, GatewayAction::Stop)
+                        .await;
+                }
+            }
+            Ok(_) => tracing::debug!(instance = %id, "runtime running"),
+            Err(reason) => {
+                tracing::warn!(instance = %id, reason, "runtime could not be found or started again");
+                let _ = self
+                    .inner
+                    .store
+                    .set_instance_status(id, InstanceStatus::Error, Some(&reason))
+                    .await;
+            }
+        }
+    }
+}

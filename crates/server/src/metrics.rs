@@ -1,0 +1,203 @@
+//! Prometheus metrics, one registry per server (no process-wide globals, so
+//! several servers in one test process do not mix their numbers).
+//!
+//! - `clawplane_http_requests_total{method,route,status}` and
+//!   `clawplane_http_request_duration_seconds{method,route}`: the route is the
+//!   matched template (`/api/openclaw/runtime/devices/{requestId}/approve`),
+//!   never the raw path, so label values stay few and carry no input;
+//! - `clawplane_instances{status}`: read from the store at each scrape;
+//! - `clawplane_provisioning_duration_seconds{outcome}`: create to ready or error;
+//! - `clawplane_ledger_operations_total{operation,outcome}`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use clawplane_domain::InstanceStatus;
+use clawplane_store::Store;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LedgerLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The server's metrics; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: HistogramFamily<RouteLabels>,
+    instances: Family<StatusLabels, Gauge>,
+    provisioning: HistogramFamily<OutcomeLabels>,
+    ledger: Family<LedgerLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+fn provisioning_histogram() -> Histogram {
+    // 0.25 s .. ~8.5 min
+    Histogram::new(exponential_buckets(0.25, 2.0, 12))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: HistogramFamily<RouteLabels> = Family::new_with_constructor(latency_histogram);
+        let instances = Family::<StatusLabels, Gauge>::default();
+        let provisioning: HistogramFamily<OutcomeLabels> =
+            Family::new_with_constructor(provisioning_histogram);
+        let ledger = Family::<LedgerLabels, Counter>::default();
+        registry.register(
+            "clawplane_http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "clawplane_http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "clawplane_instances",
+            "Instances by status",
+            instances.clone(),
+        );
+        registry.register(
+            "clawplane_provisioning_duration_seconds",
+            "Time from the start of provisioning to ready or error",
+            provisioning.clone(),
+        );
+        registry.register(
+            "clawplane_ledger_operations",
+            "Credit ledger operations by kind and outcome",
+            ledger.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                latency,
+                instances,
+                provisioning,
+                ledger,
+            }),
+        }
+    }
+
+    /// Records one provisioning run.
+    pub fn provisioned(&self, outcome: &'static str, seconds: f64) {
+        self.inner
+            .provisioning
+            .get_or_create(&OutcomeLabels { outcome })
+            .observe(seconds);
+    }
+
+    /// Records one ledger operation (`grant`, `burn`, `reverse`) and whether it succeeded.
+    pub fn ledger<T, E>(&self, operation: &'static str, result: &Result<T, E>) {
+        let outcome = if result.is_ok() { "ok" } else { "refused" };
+        self.inner
+            .ledger
+            .get_or_create(&LedgerLabels { operation, outcome })
+            .inc();
+    }
+
+    /// The text exposition, with instance counts read from the store now.
+    pub async fn render(&self, store: &Store) -> Result<String, std::fmt::Error> {
+        if let Ok(counts) = store.count_instances_by_status().await {
+            for status in InstanceStatus::ALL {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| *s == status)
+                    .map_or(0, |(_, n)| *n);
+                self.inner
+                    .instances
+                    .get_or_create(&StatusLabels {
+                        status: status.as_str(),
+                    })
+                    .set(n);
+            }
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)?;
+        Ok(out)
+    }
+}
+
+/// Middleware recording every request by its matched route.
+pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    metrics
+        .inner
+        .latency
+        .get_or_create(&RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .inner
+        .requests
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status,
+        })
+        .inc();
+    response
+}

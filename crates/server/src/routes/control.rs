@@ -1,0 +1,276 @@
+//! The control surface for the operator's other services: the seed's
+//! instance, status and secret routes, gated by `x-oa-control-key`, with the
+//! user id looked up in the seed's order. Instances never carry a secret
+//! field; the secret read is the one place a plaintext leaves the server,
+//! and every secret read and write is written to the audit log first.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use clawplane_domain::{InstanceFields, InstanceStatus, RuntimeName, SecretName, UserId};
+use clawplane_secrets::{ExposeSecret, SecretString};
+use clawplane_store::NewAudit;
+use serde_json::{json, Value};
+
+use crate::error::{ok, ApiError};
+use crate::extract::{control_user_id, query_map, request_id, ControlAuth, JsonBody};
+use crate::state::AppState;
+
+/// Longest secret value accepted.
+const MAX_SECRET_LEN: usize = 16 * 1024;
+
+/// `GET /control/openclaw/instance`: the user's instance or `null`.
+#[utoipa::path(get, path = "/control/openclaw/instance", tag = "control",
+    params(("user_id" = Option<String>, Query, description = "Or the x-oa-user-id header")),
+    responses((status = 200, description = "The instance (no secret field), or null")))]
+pub async fn get_instance(
+    State(state): State<AppState>,
+    _auth: ControlAuth,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let user = control_user_id(&headers, &query_map(query.as_deref())?, None)?;
+    Ok(ok(state.instances.current(&user).await?))
+}
+
+/// `POST /control/openclaw/instance` `{user_id, runtime_url?, runtime_name?,
+/// cf_*?, r2_bucket_name?}`: creates the user's instance (provisioned as
+/// through the API) or returns the live one, then records the given fields.
+#[utoipa::path(post, path = "/control/openclaw/instance", tag = "control",
+    responses((status = 200, description = "The instance (no secret field)")))]
+pub async fn post_instance(
+    State(state): State<AppState>,
+    _auth: ControlAuth,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let user = control_user_id(&headers, &query_map(query.as_deref())?, Some(&body))?;
+    let fields = instance_fields(&body)?;
+    let instance = state.instances.create(&user).await?;
+    if fields == InstanceFields::default() {
+        return Ok(ok(instance));
+    }
+    Ok(ok(state
+        .store
+        .update_instance_fields(instance.id, &fields)
+        .await?))
+}
+
+fn instance_fields(body: &Value) -> Result<InstanceFields, ApiError> {
+    let text = |key: &str| -> Result<Option<String>, ApiError> {
+        match body.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s))
+                if !s.trim().is_empty() && s.len() <= 2048 && !s.chars().any(char::is_control) =>
+            {
+                Ok(Some(s.trim().to_owned()))
+            }
+            Some(_) => Err(ApiError::bad_request(format!(
+                "{key} must be a non-empty string of at most 2048 characters"
+            ))),
+        }
+    };
+    let runtime_url = text("runtime_url")?;
+    if let Some(url) = &runtime_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ApiError::bad_request(
+                "runtime_url must be an http:// or https:// URL",
+            ));
+        }
+    }
+    let runtime_name = text("runtime_name")?
+        .map(|n| RuntimeName::parse(&n).map(|n| n.as_str().to_owned()))
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(InstanceFields {
+        runtime_url,
+        runtime_name,
+        cf_account_id: text("cf_account_id")?,
+        cf_worker_name: text("cf_worker_name")?,
+        cf_worker_id: text("cf_worker_id")?,
+        cf_container_app_id: text("cf_container_app_id")?,
+        cf_container_app_name: text("cf_container_app_name")?,
+        r2_bucket_name: text("r2_bucket_name")?,
+        ..Default::default()
+    })
+}
+
+/// `POST /control/openclaw/instance/status` `{user_id, status, reason?}`:
+/// through the transition table (409 when not allowed). `deleted` deletes
+/// as the API does; `provisioning` (from `error`) provisions again.
+#[utoipa::path(post, path = "/control/openclaw/instance/status", tag = "control",
+    responses((status = 200, description = "The instance"), (status = 409, description = "Transition not allowed")))]
+pub async fn post_status(
+    State(state): State<AppState>,
+    _auth: ControlAuth,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let user = control_user_id(&headers, &query_map(query.as_deref())?, Some(&body))?;
+    let status = body.get("status").and_then(Value::as_str).ok_or_else(|| {
+        ApiError::bad_request("status is required: provisioning, ready, stopped, error or deleted")
+    })?;
+    let status = InstanceStatus::parse(status).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let reason = match body.get("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(ApiError::bad_request("reason must be a string")),
+    };
+    if status == InstanceStatus::Deleted {
+        let (instance, _) = state.instances.delete(&user).await?;
+        return Ok(ok(instance));
+    }
+    let instance = state.instances.live(&user).await?;
+    let updated = state
+        .store
+        .set_instance_status(instance.id, status, reason)
+        .await?;
+    if status == InstanceStatus::Provisioning {
+        state.instances.drive(updated.id);
+    }
+    Ok(ok(updated))
+}
+
+fn secret_name(raw: Option<&str>) -> Result<SecretName, ApiError> {
+    raw.and_then(SecretName::parse).ok_or_else(|| {
+        ApiError::bad_request("name must be service_token, gateway_token or provider_keys")
+    })
+}
+
+async fn audit(
+    state: &AppState,
+    headers: &HeaderMap,
+    action: &str,
+    user: &UserId,
+    instance: &clawplane_domain::Instance,
+    name: SecretName,
+) -> Result<(), ApiError> {
+    state
+        .store
+        .audit(NewAudit {
+            actor: "control",
+            action,
+            user_id: user,
+            instance_id: Some(instance.id.to_string()),
+            subject: Some(name.as_str()),
+            request_id: request_id(headers),
+        })
+        .await?;
+    Ok(())
+}
+
+/// `GET /control/openclaw/instance/secret?user_id=&name=`: the plaintext of
+/// one secret of the user's live instance, audited before it is read.
+#[utoipa::path(get, path = "/control/openclaw/instance/secret", tag = "control",
+    params(("name" = String, Query, description = "service_token, gateway_token or provider_keys")),
+    responses((status = 200, description = "`{name, value}`"), (status = 404, description = "Not set")))]
+pub async fn get_secret(
+    State(state): State<AppState>,
+    _auth: ControlAuth,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = query_map(query.as_deref())?;
+    let user = control_user_id(&headers, &query, None)?;
+    let name = secret_name(
+        query
+            .get("name")
+            .or_else(|| query.get("key"))
+            .map(String::as_str),
+    )?;
+    let instance = state.instances.live(&user).await?;
+    audit(&state, &headers, "secret.read", &user, &instance, name).await?;
+    let value = state
+        .vault
+        .get(instance.id, name)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(|| ApiError::not_found(format!("{} is not set", name.as_str())))?;
+    Ok(ok(
+        json!({ "name": name.as_str(), "value": value.expose_secret() }),
+    ))
+}
+
+/// `POST /control/openclaw/instance/secret` `{user_id, name, value}`:
+/// encrypts and stores one secret (audited). `provider_keys` is a JSON
+/// object of environment variable names and values.
+#[utoipa::path(post, path = "/control/openclaw/instance/secret", tag = "control",
+    responses((status = 200, description = "`{name, stored: true}`")))]
+pub async fn post_secret(
+    State(state): State<AppState>,
+    _auth: ControlAuth,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let user = control_user_id(&headers, &query_map(query.as_deref())?, Some(&body))?;
+    let name = secret_name(
+        body.get("name")
+            .or_else(|| body.get("key"))
+            .and_then(Value::as_str),
+    )?;
+    let value = match body.get("value") {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_SECRET_LEN => s.clone(),
+        Some(Value::Object(o)) if name == SecretName::ProviderKeys => {
+            Value::Object(o.clone()).to_string()
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "value must be a non-empty string of at most 16 KiB",
+            ))
+        }
+    };
+    let keys: Option<BTreeMap<String, SecretString>> = if name == SecretName::ProviderKeys {
+        Some(serde_json::from_str(&value).map_err(|_| {
+            ApiError::bad_request("provider_keys must be a JSON object of names and string values")
+        })?)
+    } else if value.len() < 16 || value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ApiError::bad_request(
+            "a token must be at least 16 printable characters without spaces",
+        ));
+    } else {
+        None
+    };
+    let instance = state.instances.live(&user).await?;
+    audit(&state, &headers, "secret.write", &user, &instance, name).await?;
+    match keys {
+        Some(keys) => {
+            state.instances.set_provider_keys(&user, Some(keys)).await?;
+        }
+        None => {
+            state
+                .vault
+                .put(instance.id, name, &SecretString::from(value))
+                .await?
+        }
+    }
+    Ok(ok(json!({ "name": name.as_str(), "stored": true })))
+}
+
+/// `GET /control/openclaw/audit?user_id=&limit=`: the user's audit records, newest first.
+#[utoipa::path(get, path = "/control/openclaw/audit", tag = "control",
+    responses((status = 200, description = "`{entries: [...]}`")))]
+pub async fn get_audit(
+    State(state): State<AppState>,
+    _auth: ControlAuth,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = query_map(query.as_deref())?;
+    let user = control_user_id(&headers, &query, None)?;
+    let limit = match query.get("limit") {
+        None => 100,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::bad_request("limit must be a whole number from 1 to 1000"))?,
+    };
+    Ok(ok(
+        json!({ "entries": state.store.audit_entries(&user, limit).await? }),
+    ))
+}
