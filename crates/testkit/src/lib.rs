@@ -6,6 +6,8 @@
 //! dropped again when the test ends, so tests run in parallel and leave
 //! nothing behind.
 
+pub mod device;
+
 use std::path::{Path, PathBuf};
 
 use clawplane_store::{Backend, Store, StoreOptions};

@@ -4,8 +4,8 @@
 
 use reqwest::Method;
 
-use crate::device::{Outcome, TestDevice};
 use crate::helpers::{spawn_agent, Options};
+use clawplane_testkit::device::{Outcome, TestDevice};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_device_is_listed_approved_and_connects_and_another_is_rejected() {

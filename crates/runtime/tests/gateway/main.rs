@@ -3,7 +3,6 @@
 
 mod api;
 mod backups;
-mod device;
 mod devices;
 mod helpers;
 mod lifecycle;

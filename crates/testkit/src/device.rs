@@ -1,7 +1,9 @@
-//! A test device: a fresh Ed25519 identity that connects to a gateway over
+//! A test device for real gateways: a fresh Ed25519 identity that connects to a gateway over
 //! its WebSocket protocol (v4) like a phone app or a CLI node would, through
 //! a trusted-proxy hop on loopback that presents a documentation address
 //! (203.0.113.0/24) in `X-Forwarded-For`. Nothing leaves loopback.
+
+#![allow(missing_docs)]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -12,6 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+/// A device identity.
 pub struct TestDevice {
     key: SigningKey,
     pub device_id: String,
@@ -20,6 +23,7 @@ pub struct TestDevice {
 }
 
 #[derive(Debug)]
+/// How a connection attempt ended.
 pub enum Outcome {
     /// Connected; the gateway issued a device token.
     HelloOk { device_token: Option<String> },
