@@ -204,7 +204,10 @@ async fn the_whole_flow(database_url: Option<&str>) {
     // The control plane dies (SIGKILL) and starts again on the same data:
     // the runtime and its gateway kept running and are found again.
     let runtimes_before = runtimes(&data_dir, &server);
-    assert!(runtimes_before.len() >= 2, "a runtime and its gateway: {runtimes_before:?}");
+    assert!(
+        runtimes_before.len() >= 2,
+        "a runtime and its gateway: {runtimes_before:?}"
+    );
     logs.push_str(&server.stderr());
     drop(api);
     drop(server);
@@ -302,4 +305,54 @@ async fn the_whole_flow_on_postgres() {
     let (url, name) = clawplane_testkit::create_postgres_database().await;
     the_whole_flow(Some(&url)).await;
     clawplane_testkit::drop_postgres_database(&name).await;
+}
+
+/// The control plane is killed while an instance is provisioning: the next
+/// start picks the instance up, finds (or starts) its runtime, and brings it
+/// to `ready` with exactly one runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_during_provisioning_recovers_without_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let _reaper = Reaper(data_dir.clone());
+    let client = Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+
+    let server = start(&data_dir, None);
+    let api = Api {
+        client: client.clone(),
+        server: &server,
+    };
+    let (_, created) = api.call(Method::POST, "/api/openclaw/instance").await;
+    assert_eq!(created["data"]["status"], "provisioning");
+    let id = created["data"]["id"].as_str().unwrap().to_owned();
+    // Let the runtime be started, then kill the control plane mid-provisioning.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(api);
+    drop(server);
+
+    let server = start(&data_dir, None);
+    let api = Api {
+        client: client.clone(),
+        server: &server,
+    };
+    let ready = api.wait_for("ready", Duration::from_secs(240)).await;
+    assert_eq!(ready["id"], id.as_str(), "the same instance");
+    let runtime_pids: Vec<i32> = runtimes(&data_dir, &server)
+        .into_iter()
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmd).contains("runtime")
+        })
+        .collect();
+    assert_eq!(runtime_pids.len(), 1, "one runtime: {runtime_pids:?}");
+    let (status, runtime) = api.call(Method::GET, "/api/openclaw/runtime/status").await;
+    assert_eq!(status, 200, "{runtime}");
+    assert_eq!(runtime["data"]["gateway"]["state"], "running");
+
+    let (status, _) = api.call(Method::DELETE, "/api/openclaw/instance").await;
+    assert_eq!(status, 200);
+    assert!(runtimes(&data_dir, &server).is_empty());
 }

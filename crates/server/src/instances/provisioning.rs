@@ -13,7 +13,7 @@ use super::Instances;
 use crate::runtime_client::{GatewayAction, RuntimeTarget};
 
 /// How often the runtime is asked whether its gateway runs yet.
-const READY_POLL: Duration = Duration::from_millis(250);
+const READY_POLL: Duration = Duration::from_millis(100);
 
 impl Instances {
     /// Starts driving `id` unless this process already is.

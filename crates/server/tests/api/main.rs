@@ -1,6 +1,10 @@
 //! HTTP tests of `clawplane serve`'s router over real stores (SQLite and PostgreSQL).
 
+mod auth;
+mod bad_input;
 mod billing;
+mod control;
 mod helpers;
 mod runtime_client;
 mod surface;
+mod tokens;

@@ -4,6 +4,8 @@
 
 mod ledger;
 mod runtime;
+mod serve;
+mod stats;
 
 use std::process::ExitCode;
 
@@ -16,6 +18,9 @@ pub enum BenchCommand {
     Ledger(ledger::LedgerBenchArgs),
     /// The runtime agent against the OpenClaw CLI, `tar czf` and the gateway.
     Runtime(runtime::RuntimeBenchArgs),
+    /// The control plane: time to ready against a bare gateway, and API
+    /// throughput against a trivial route.
+    Serve(serve::ServeBenchArgs),
 }
 
 /// Runs a benchmark.
@@ -23,5 +28,6 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Ledger(args) => ledger::run(args).await,
         BenchCommand::Runtime(args) => runtime::run(args).await,
+        BenchCommand::Serve(args) => serve::run(args).await,
     }
 }

@@ -16,6 +16,8 @@ use clap::Args;
 use clawplane_runtime::install;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::stats::{median, ms, p99};
+
 /// Settings of the runtime benchmark.
 #[derive(Debug, Args)]
 pub struct RuntimeBenchArgs {
@@ -260,20 +262,6 @@ where
     }
     out.sort();
     out
-}
-
-fn median(v: &[Duration]) -> Duration {
-    v.get(v.len() / 2).copied().unwrap_or_default()
-}
-
-fn p99(v: &[Duration]) -> Duration {
-    v.get((v.len() * 99 / 100).min(v.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or_default()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn rss_kib(pid: u32) -> u64 {
