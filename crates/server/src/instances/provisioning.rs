@@ -97,13 +97,32 @@ impl Instances {
             .await
             .map_err(|e| e.to_string())?;
         let target = self.target_of(&updated).await.map_err(|e| e.message)?;
-        self.wait_gateway_running(&target).await
+        self.wait_gateway_running(instance.id, &target).await
     }
 
     /// Polls `/v1/status` until the gateway is `running`; a refused service
-    /// token or a gateway that keeps crashing ends the wait with the reason.
-    async fn wait_gateway_running(&self, target: &RuntimeTarget) -> Result<(), String> {
+    /// token, a gateway that keeps crashing or an instance deleted meanwhile
+    /// ends the wait with the reason.
+    async fn wait_gateway_running(
+        &self,
+        id: InstanceId,
+        target: &RuntimeTarget,
+    ) -> Result<(), String> {
+        let mut round = 0u64;
         loop {
+            round += 1;
+            if round % 20 == 0 {
+                match self.inner.store.instance(id).await {
+                    Ok(i) if i.status == InstanceStatus::Provisioning => {}
+                    Ok(i) => {
+                        return Err(format!(
+                            "the instance became {} while provisioning",
+                            i.status
+                        ))
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
             match self.inner.client.status(target).await {
                 Ok(status) => match status["gateway"]["state"].as_str() {
                     Some("running") => return Ok(()),
