@@ -132,7 +132,7 @@ impl FromRequestParts<AppState> for ApiUser {
             )
         })?;
         check_key(&parts.headers, INTERNAL_KEY_HEADER, expected)?;
-        let user = header_text(&parts.headers, USER_ID_HEADER).unwrap_or_default();
+        let user = header_text(&parts.headers, USER_ID_HEADER)?.unwrap_or_default();
         UserId::parse(user)
             .map(ApiUser)
             .map_err(|e| ApiError::bad_request(e.to_string()))
@@ -159,9 +159,18 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <API token>`"))
 }
 
-/// The request id the server gave this request (for the audit log).
+/// The request's id (for the audit log): the server's own, or a caller's
+/// if it is a short plain token; anything else is not recorded.
 pub fn request_id(headers: &HeaderMap) -> Option<&str> {
-    header_text(headers, "x-request-id")
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            (1..=64).contains(&id.len())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        })
 }
 
 fn check_key(headers: &HeaderMap, name: &str, expected: &SecretString) -> Result<(), ApiError> {
@@ -173,8 +182,30 @@ fn check_key(headers: &HeaderMap, name: &str, expected: &SecretString) -> Result
     }
 }
 
-fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+/// A header's value as UTF-8 text (user ids may be any printable text,
+/// `josé` included); a value that is not UTF-8 is a 400, never skipped.
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            std::str::from_utf8(v.as_bytes())
+                .map_err(|_| ApiError::bad_request(format!("{name} must be UTF-8 text")))
+        })
+        .transpose()
+}
+
+/// A path parameter whose rejection (not UTF-8, malformed) is the envelope.
+pub struct PathText(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathText {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(p)| PathText(p))
+            .map_err(|_| ApiError::bad_request("the id in the path is malformed"))
+    }
 }
 
 /// The query string as a map; a malformed one is a 400.
@@ -193,7 +224,7 @@ pub fn control_user_id(
     query: &HashMap<String, String>,
     body: Option<&Value>,
 ) -> Result<UserId, ApiError> {
-    let from_header = header_text(headers, USER_ID_HEADER).filter(|s| !s.trim().is_empty());
+    let from_header = header_text(headers, USER_ID_HEADER)?.filter(|s| !s.trim().is_empty());
     let from_query = ["user_id", "userId"].iter().find_map(|k| {
         query
             .get(*k)

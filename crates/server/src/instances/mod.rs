@@ -420,7 +420,7 @@ impl Instances {
 
 /// Provider keys are environment variable names (`OPENAI_API_KEY`...) with
 /// non-empty values; both bounded.
-fn validate_provider_keys(keys: &BTreeMap<String, SecretString>) -> Result<(), ApiError> {
+pub fn validate_provider_keys(keys: &BTreeMap<String, SecretString>) -> Result<(), ApiError> {
     if keys.len() > MAX_PROVIDER_KEYS {
         return Err(ApiError::bad_request(format!(
             "at most {MAX_PROVIDER_KEYS} provider keys"

@@ -33,6 +33,15 @@ impl Instances {
             if let Ok(mut set) = this.inner.in_flight.lock() {
                 set.remove(&id);
             }
+            // Provisioned again (from `error`) while this run was finishing:
+            // that call found this run in flight, so drive it now.
+            if !this.inner.shutdown.is_cancelled() {
+                if let Ok(i) = this.inner.store.instance(id).await {
+                    if i.status == InstanceStatus::Provisioning {
+                        this.drive(id);
+                    }
+                }
+            }
         });
     }
 

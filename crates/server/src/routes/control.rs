@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::error::{ok, ApiError};
 use crate::extract::{control_user_id, query_map, request_id, ControlAuth, JsonBody};
+use crate::instances::validate_provider_keys;
 use crate::state::AppState;
 
 /// Longest secret value accepted.
@@ -225,9 +226,11 @@ pub async fn post_secret(
         }
     };
     let keys: Option<BTreeMap<String, SecretString>> = if name == SecretName::ProviderKeys {
-        Some(serde_json::from_str(&value).map_err(|_| {
+        let keys = serde_json::from_str(&value).map_err(|_| {
             ApiError::bad_request("provider_keys must be a JSON object of names and string values")
-        })?)
+        })?;
+        validate_provider_keys(&keys)?;
+        Some(keys)
     } else if value.len() < 16 || value.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(ApiError::bad_request(
             "a token must be at least 16 printable characters without spaces",

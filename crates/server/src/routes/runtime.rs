@@ -3,13 +3,13 @@
 //! stop, start). Each call goes to the instance's runtime agent with its
 //! service token; errors keep the seed's mapping (see `runtime_client`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::{ok, ApiError};
-use crate::extract::{ApiUser, JsonBody};
+use crate::extract::{ApiUser, JsonBody, PathText};
 use crate::runtime_client::GatewayAction;
 use crate::state::AppState;
 
@@ -48,7 +48,7 @@ fn request_id(raw: &str) -> Result<Uuid, ApiError> {
 pub async fn post_approve(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
 ) -> Result<Response, ApiError> {
     let id = request_id(&raw)?;
     let (_, target) = state.instances.target(&user).await?;
@@ -66,7 +66,7 @@ pub async fn post_approve(
 pub async fn post_reject(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
 ) -> Result<Response, ApiError> {
     let id = request_id(&raw)?;
     let (_, target) = state.instances.target(&user).await?;

@@ -1,7 +1,7 @@
 //! The caller's API tokens: create (the token is shown once, only a digest
 //! is kept), list (a hint, never the token), revoke.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use clawplane_domain::TokenName;
 use clawplane_secrets::{generate_api_token, ExposeSecret};
@@ -10,7 +10,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::error::{ok, ApiError};
-use crate::extract::{ApiUser, JsonBody};
+use crate::extract::{ApiUser, JsonBody, PathText};
 use crate::state::AppState;
 
 /// `GET /api/openclaw/tokens`: the caller's tokens, newest first.
@@ -60,7 +60,7 @@ pub async fn post_token(
 pub async fn delete_token(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
-    Path(raw): Path<String>,
+    PathText(raw): PathText,
 ) -> Result<Response, ApiError> {
     let id = Uuid::parse_str(&raw).map_err(|_| ApiError::not_found("API token not found"))?;
     let record = state.store.revoke_api_token(&user, id).await?;
