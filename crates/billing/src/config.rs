@@ -21,6 +21,9 @@ pub struct BillingConfig {
     pub meter_model_spend: bool,
     /// Markup on model spend, in basis points (1% = 100).
     pub model_markup_bps: u32,
+    /// How long a user's summary may be answered from memory (default 1 s;
+    /// zero turns the cache off). Writes of this process clear it at once.
+    pub summary_cache_ttl: Duration,
 }
 
 impl Default for BillingConfig {
@@ -32,6 +35,7 @@ impl Default for BillingConfig {
             metering_interval: Duration::from_secs(60),
             meter_model_spend: false,
             model_markup_bps: 0,
+            summary_cache_ttl: Duration::from_secs(1),
         }
     }
 }

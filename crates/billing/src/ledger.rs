@@ -114,12 +114,25 @@ pub struct EntryPage {
 pub struct Ledger {
     store: Store,
     config: BillingConfig,
+    /// Recent summaries per user, cleared by this process's writes for that
+    /// user; the TTL bounds how late another process's write shows.
+    summaries: Option<moka::future::Cache<UserId, Summary>>,
 }
 
 impl Ledger {
     /// A ledger over `store`.
     pub fn new(store: Store, config: BillingConfig) -> Self {
-        Ledger { store, config }
+        let summaries = (!config.summary_cache_ttl.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(config.summary_cache_ttl)
+                .build()
+        });
+        Ledger {
+            store,
+            config,
+            summaries,
+        }
     }
 
     /// The settings in use.
@@ -284,7 +297,25 @@ impl Ledger {
     }
 
     /// Balance, month-to-date usage, the next grant and recent entries.
+    /// Answered from memory for up to `summary_cache_ttl` (cleared by this
+    /// process's writes for the user).
     pub async fn summary(
+        &self,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Summary, BillingError> {
+        let Some(cache) = &self.summaries else {
+            return self.summary_uncached(user, now).await;
+        };
+        if let Some(hit) = cache.get(user).await {
+            return Ok(hit);
+        }
+        let summary = self.summary_uncached(user, now).await?;
+        cache.insert(user.clone(), summary.clone()).await;
+        Ok(summary)
+    }
+
+    async fn summary_uncached(
         &self,
         user: &UserId,
         now: DateTime<Utc>,
@@ -334,7 +365,11 @@ impl Ledger {
 
     pub(crate) async fn append(&self, entry: NewEntry) -> Result<Balance, BillingError> {
         let user = entry.user_id.clone();
-        let appended = self.store.append_entry(&entry).await?;
+        let appended = self.store.append_entry(&entry).await;
+        if let Some(cache) = &self.summaries {
+            cache.invalidate(&user).await;
+        }
+        let appended = appended?;
         let (entry, replayed) = match appended {
             Appended::Applied(e) => (e, false),
             Appended::Replayed(e) => (e, true),

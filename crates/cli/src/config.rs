@@ -28,13 +28,24 @@ pub struct StoreArgs {
     /// Largest number of database connections.
     #[arg(long, env = "CLAWPLANE_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+
+    /// Milliseconds a user's instance and billing summary may be answered
+    /// from memory (this process's writes clear them at once); 0 turns it off.
+    #[arg(long, env = "CLAWPLANE_READ_CACHE_MS", default_value_t = 1000)]
+    pub read_cache_ms: u64,
 }
 
 impl StoreArgs {
+    /// The read cache's time to live.
+    pub fn read_cache_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.read_cache_ms.min(60_000))
+    }
+
     /// Opens the store, creating the SQLite file or running migrations as needed.
     pub async fn open(&self) -> anyhow::Result<Store> {
         let options = StoreOptions {
             max_connections: self.db_max_connections,
+            read_cache_ttl: self.read_cache_ttl(),
             ..Default::default()
         };
         match self.database_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
@@ -146,6 +157,7 @@ impl BillingArgs {
             metering_interval: std::time::Duration::from_secs(self.metering_interval_secs),
             meter_model_spend: self.meter_model_spend,
             model_markup_bps: self.model_markup_percent,
+            ..Default::default()
         })
     }
 }

@@ -52,6 +52,10 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long to wait for a free connection before failing.
     pub acquire_timeout: Duration,
+    /// How long a user's instance read may be answered from memory. This
+    /// process's own writes clear it at once; the TTL bounds how late a write
+    /// of another process shows. Zero turns the cache off.
+    pub read_cache_ttl: Duration,
 }
 
 impl Default for StoreOptions {
@@ -59,6 +63,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
+            read_cache_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -73,9 +78,30 @@ pub struct Store {
     pub(crate) write: AnyPool,
     /// SQLite only: the ledger's group-commit writer.
     pub(crate) group_commit: Option<GroupCommit>,
+    /// Users' current instances, cleared by every instance write.
+    pub(crate) instance_cache: Option<InstanceCache>,
+}
+
+/// A short-lived cache of `current_instance_for_user`.
+pub(crate) type InstanceCache = moka::future::Cache<String, Option<clawplane_domain::Instance>>;
+
+fn instance_cache(ttl: Duration) -> Option<InstanceCache> {
+    (!ttl.is_zero()).then(|| {
+        moka::future::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(ttl)
+            .build()
+    })
 }
 
 impl Store {
+    /// Forgets every cached instance read (after any instance write).
+    pub(crate) fn instances_changed(&self) {
+        if let Some(cache) = &self.instance_cache {
+            cache.invalidate_all();
+        }
+    }
+
     /// Opens (creating if needed) the SQLite file `clawplane.sqlite` in `dir`.
     pub async fn open_sqlite_dir(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         create_private_dir(dir).map_err(|e| {
@@ -111,6 +137,7 @@ impl Store {
                     read,
                     write,
                     group_commit,
+                    instance_cache: instance_cache(options.read_cache_ttl),
                 }
             }
             Backend::Postgres => {
@@ -128,6 +155,7 @@ impl Store {
                     read: pool.clone(),
                     write: pool,
                     group_commit: None,
+                    instance_cache: instance_cache(options.read_cache_ttl),
                 }
             }
         };

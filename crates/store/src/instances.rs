@@ -63,6 +63,7 @@ impl Store {
         .bind(at)
         .execute(&self.write)
         .await;
+        self.instances_changed();
         match result {
             Ok(_) => self.instance(id).await,
             Err(e)
@@ -112,6 +113,21 @@ impl Store {
     /// The user's live instance or, when there is none, the most recently
     /// created deleted one (the seed's `getInstanceForUser` showed deleted rows).
     pub async fn current_instance_for_user(
+        &self,
+        user: &UserId,
+    ) -> Result<Option<Instance>, StoreError> {
+        let Some(cache) = &self.instance_cache else {
+            return self.current_instance_uncached(user).await;
+        };
+        if let Some(hit) = cache.get(user.as_str()).await {
+            return Ok(hit);
+        }
+        let found = self.current_instance_uncached(user).await?;
+        cache.insert(user.as_str().to_owned(), found.clone()).await;
+        Ok(found)
+    }
+
+    async fn current_instance_uncached(
         &self,
         user: &UserId,
     ) -> Result<Option<Instance>, StoreError> {
@@ -195,6 +211,7 @@ impl Store {
             .bind(current.status.as_str())
             .execute(&self.write)
             .await;
+            self.instances_changed();
             match result {
                 Ok(done) if done.rows_affected() == 1 => return self.instance(id).await,
                 Ok(_) => continue,
@@ -240,6 +257,7 @@ impl Store {
         .bind(id.to_string())
         .execute(&self.write)
         .await;
+        self.instances_changed();
         match result {
             Ok(done) if done.rows_affected() == 1 => self.instance(id).await,
             Ok(_) => match self.find_instance(id).await? {

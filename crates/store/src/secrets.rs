@@ -43,6 +43,7 @@ impl Store {
         .bind(id.to_string())
         .execute(&self.write)
         .await?;
+        self.instances_changed();
         self.expect_one_live_row(id, done.rows_affected()).await
     }
 
@@ -57,6 +58,7 @@ impl Store {
         .bind(id.to_string())
         .execute(&self.write)
         .await?;
+        self.instances_changed();
         self.expect_one_live_row(id, done.rows_affected()).await
     }
 
@@ -78,6 +80,7 @@ impl Store {
         .bind(id.to_string())
         .execute(&self.write)
         .await?;
+        self.instances_changed();
         Ok(())
     }
 
@@ -139,6 +142,7 @@ impl Store {
         .bind(old.key_id.clone())
         .execute(&self.write)
         .await?;
+        self.instances_changed();
         Ok(done.rows_affected() == 1)
     }
 

@@ -74,7 +74,10 @@ pub enum ProvisionerKind {
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let billing = args.billing.config()?;
+    let billing = clawplane_billing::BillingConfig {
+        summary_cache_ttl: args.store.read_cache_ttl(),
+        ..args.billing.config()?
+    };
     let store = args.store.open().await?;
     let keys = args.keys.key_ring(&args.store, store.backend())?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {

@@ -39,6 +39,12 @@ pub struct ServeBenchArgs {
     /// Seconds of each throughput run.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Database connections (SQLite: readers).
+    #[arg(long, default_value_t = StoreOptions::default().max_connections)]
+    db_max_connections: u32,
+    /// Milliseconds reads may be answered from memory (0: every read goes to the database).
+    #[arg(long, default_value_t = 1000)]
+    read_cache_ms: u64,
 }
 
 const INTERNAL_KEY: &str = "bench-internal-key-0123456789abcdef";
@@ -51,7 +57,13 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<ExitCode> {
     let cache = install::default_cache_dir();
     let installation = install::find(&cache, install::DEFAULT_OPENCLAW_VERSION)?;
     let dir = tempfile::tempdir()?;
-    let store = Store::open_sqlite_dir(&dir.path().join("data"), &StoreOptions::default()).await?;
+    let cache_ttl = Duration::from_millis(args.read_cache_ms);
+    let options = StoreOptions {
+        max_connections: args.db_max_connections,
+        read_cache_ttl: cache_ttl,
+        ..Default::default()
+    };
+    let store = Store::open_sqlite_dir(&dir.path().join("data"), &options).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let provisioner = Arc::new(LocalProvisioner::new(LocalSettings {
         data_dir: dir.path().join("data"),
@@ -62,6 +74,10 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<ExitCode> {
     }));
     let config = ServerConfig {
         internal_key: Some(SecretString::from(INTERNAL_KEY.to_owned())),
+        billing: clawplane_billing::BillingConfig {
+            summary_cache_ttl: cache_ttl,
+            ..Default::default()
+        },
         run_jobs: false,
         ..Default::default()
     };
