@@ -391,13 +391,26 @@ impl Instances {
         };
         match self.inner.provisioner.restart(&instance, &secrets).await {
             Ok(fields) => {
-                if let Err(e) = self
+                match self
                     .inner
                     .store
                     .update_instance_fields(instance.id, &fields)
                     .await
                 {
-                    tracing::warn!(instance = %instance.id, error = %e, "cannot record the restarted runtime");
+                    // A restarted runtime starts its gateway; a stopped instance stays stopped.
+                    Ok(updated) if instance.status == InstanceStatus::Stopped => {
+                        if let Ok(target) = self.target_of(&updated).await {
+                            let _ = self
+                                .inner
+                                .client
+                                .gateway(&target, GatewayAction::Stop)
+                                .await;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(instance = %instance.id, error = %e, "cannot record the restarted runtime")
+                    }
                 }
                 tracing::info!(instance = %instance.id, "runtime restarted with new provider keys");
             }
