@@ -42,6 +42,20 @@ impl Api<'_> {
         (status, body)
     }
 
+    async fn put_json(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .put(format!("{}{path}", self.server.address))
+            .header("x-oa-internal-key", INTERNAL_KEY)
+            .header("x-oa-user-id", USER)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON envelope"))
+    }
+
     async fn control(&self, path: &str) -> (u16, Value) {
         let response = self
             .client
@@ -201,6 +215,47 @@ async fn the_whole_flow(database_url: Option<&str>) {
         "{backups}"
     );
 
+    // Provider keys: stored encrypted, names listed, the runtime restarted
+    // with them in its environment, the gateway running again.
+    let provider_key = "sk-e2e-provider-key-0123456789abcdef";
+    let (status, put) = api
+        .put_json(
+            "/api/openclaw/provider-keys",
+            serde_json::json!({ "keys": { "OPENAI_API_KEY": provider_key } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{put}");
+    assert_eq!(put["data"]["names"], serde_json::json!(["OPENAI_API_KEY"]));
+    assert!(!put.to_string().contains(provider_key));
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let record = loop {
+        let now = runtime_record(&data_dir, &id);
+        if now["pid"] != record["pid"] {
+            let (status, runtime) = api.call(Method::GET, "/api/openclaw/runtime/status").await;
+            if status == 200 && runtime["data"]["gateway"]["state"] == "running" {
+                break now;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the runtime was not restarted with the keys"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let environ = std::fs::read(format!("/proc/{}/environ", record["pid"])).unwrap();
+    assert!(
+        String::from_utf8_lossy(&environ).contains(provider_key),
+        "the runtime has the keys"
+    );
+    let (_, names) = api.call(Method::GET, "/api/openclaw/provider-keys").await;
+    assert_eq!(
+        names["data"]["names"],
+        serde_json::json!(["OPENAI_API_KEY"])
+    );
+    assert!(!names.to_string().contains(provider_key));
+    let (_, runtime) = api.call(Method::GET, "/api/openclaw/runtime/status").await;
+    let gateway_pid = runtime["data"]["gateway"]["pid"].as_u64().unwrap();
+
     // The control plane dies (SIGKILL) and starts again on the same data:
     // the runtime and its gateway kept running and are found again.
     let runtimes_before = runtimes(&data_dir, &server);
@@ -285,6 +340,7 @@ async fn the_whole_flow(database_url: Option<&str>) {
     logs.push_str(&runtime_log);
     assert!(logs.contains("instance ready"), "the logs were captured");
     for secret in [
+        provider_key,
         gateway_token.as_str(),
         service_token.as_str(),
         INTERNAL_KEY,
