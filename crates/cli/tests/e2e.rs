@@ -156,7 +156,6 @@ async fn the_whole_flow(database_url: Option<&str>) {
     assert_eq!(status, 200, "{runtime}");
     assert_eq!(runtime["data"]["gateway"]["state"], "running");
     assert_eq!(runtime["data"]["instanceId"], id.as_str());
-    let gateway_pid = runtime["data"]["gateway"]["pid"].as_u64().unwrap();
 
     // A real device arrives at the gateway and asks to pair.
     let (status, secret) = api
