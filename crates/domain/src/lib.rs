@@ -9,15 +9,18 @@
 //! - [`ids`]: user ids, instance ids and runtime names;
 //! - [`instance`]: the instance record (the seed's `openclaw_instances` row);
 //! - [`ledger`]: credit ledger entries and idempotency keys;
-//! - [`access`]: per-user API tokens (as listed) and audit entries.
+//! - [`access`]: per-user API tokens (as listed) and audit entries;
+//! - [`console`]: console accounts and email addresses.
 
 pub mod access;
+pub mod console;
 pub mod ids;
 pub mod instance;
 pub mod ledger;
 pub mod money;
 pub mod status;
 
+pub use console::{Account, Email, EmailError};
 pub use access::{ApiToken, AuditEntry, TokenName, TokenNameError};
 pub use ids::{IdError, InstanceId, RuntimeName, UserId};
 pub use instance::{Instance, InstanceFields, SecretName};

@@ -106,6 +106,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::not_found("instance not found"),
             StoreError::EntryNotFound => ApiError::not_found("ledger entry not found"),
             StoreError::TokenNotFound => ApiError::not_found("API token not found"),
+            StoreError::EmailTaken => ApiError::conflict("email_taken", e.to_string()),
             StoreError::TooManyTokens => ApiError::conflict("too_many_tokens", e.to_string()),
             StoreError::RuntimeNameTaken => ApiError::conflict("runtime_name_taken", e.to_string()),
             StoreError::LiveInstanceExists(_) => {

@@ -36,6 +36,9 @@ pub enum StoreError {
         /// The balance before the refused entry.
         balance: MicroUsd,
     },
+    /// A console account already uses this email address.
+    #[error("an account with this email address already exists")]
+    EmailTaken,
     /// No API token with that id for that user.
     #[error("API token not found")]
     TokenNotFound,

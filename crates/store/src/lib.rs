@@ -15,12 +15,14 @@
 //! - [`secrets`]: sealed secret columns, read and written as [`SealedSecret`]s;
 //! - [`vault`]: plaintext in and out, sealing with the key ring (rotation too);
 //! - [`ledger`]: credit ledger entries and per-user balances;
-//! - [`access`]: per-user API tokens (digests only) and the audit log.
+//! - [`access`]: per-user API tokens (digests only) and the audit log;
+//! - [`console`]: console accounts and sessions (digests only).
 //!
 //! [`SealedSecret`]: clawplane_secrets::SealedSecret
 
 pub mod access;
 pub mod connect;
+pub mod console;
 pub mod error;
 pub mod instances;
 pub mod ledger;
@@ -30,6 +32,7 @@ pub mod vault;
 mod time;
 
 pub use access::{NewAudit, MAX_TOKENS_PER_USER};
+pub use console::SessionRecord;
 pub use connect::{Backend, Store, StoreOptions};
 pub use error::StoreError;
 pub use instances::NewInstance;
