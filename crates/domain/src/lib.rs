@@ -20,8 +20,8 @@ pub mod ledger;
 pub mod money;
 pub mod status;
 
-pub use console::{Account, Email, EmailError};
 pub use access::{ApiToken, AuditEntry, TokenName, TokenNameError};
+pub use console::{Account, Email, EmailError};
 pub use ids::{IdError, InstanceId, RuntimeName, UserId};
 pub use instance::{Instance, InstanceFields, SecretName};
 pub use ledger::{EntryKind, IdempotencyKey, IdempotencyKeyError, LedgerEntry};

@@ -10,9 +10,11 @@
 //!   may do to instances (the runtime-backed fleet);
 //! - [`runtime_client`]: the typed client of each instance's runtime agent;
 //! - [`provision`]: the `local` and `static` provisioners;
-//! - [`metrics`]: the Prometheus registry and the request middleware.
+//! - [`metrics`]: the Prometheus registry and the request middleware;
+//! - [`console`]: the web console (server-rendered pages, sign-in, sessions).
 
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod instances;

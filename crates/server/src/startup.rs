@@ -51,6 +51,7 @@ impl Application {
             ledger,
             instances,
             metrics,
+            console: Arc::new(crate::console::ConsoleState::new()),
             config: Arc::new(config),
         };
         Application { listener, state }

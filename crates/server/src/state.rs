@@ -22,6 +22,8 @@ pub struct AppState {
     pub instances: Instances,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// The console's sign-in state.
+    pub console: Arc<crate::console::ConsoleState>,
     /// Settings.
     pub config: Arc<ServerConfig>,
 }

@@ -32,8 +32,8 @@ pub mod vault;
 mod time;
 
 pub use access::{NewAudit, MAX_TOKENS_PER_USER};
-pub use console::SessionRecord;
 pub use connect::{Backend, Store, StoreOptions};
+pub use console::SessionRecord;
 pub use error::StoreError;
 pub use instances::NewInstance;
 pub use ledger::{Appended, BalanceMismatch, CursorAdvance, NewEntry, VerifyReport};

@@ -382,6 +382,26 @@ impl Instances {
         Ok(json!({ "names": names, "restarting": applying }))
     }
 
+    /// Adds or replaces some of the user's provider keys, keeping the others.
+    pub async fn merge_provider_keys(
+        &self,
+        user: &UserId,
+        keys: BTreeMap<String, SecretString>,
+    ) -> Result<Value, ApiError> {
+        let instance = self.live(user).await?;
+        let stored = self
+            .inner
+            .vault
+            .get(instance.id, SecretName::ProviderKeys)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        let mut merged: BTreeMap<String, SecretString> = stored
+            .and_then(|s| serde_json::from_str(s.expose_secret()).ok())
+            .unwrap_or_default();
+        merged.extend(keys);
+        self.set_provider_keys(user, Some(merged)).await
+    }
+
     async fn restart_runtime(&self, instance: Instance) {
         let secrets = match self.runtime_secrets(&instance).await {
             Ok(s) => s,

@@ -120,6 +120,10 @@ pub fn router(state: AppState) -> Router {
                     HeaderValue::from_static("no-store"),
                 )),
         )
+        .merge(crate::console::router().layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        )))
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz))
         .route("/metrics", get(health::get_metrics))

@@ -3,6 +3,7 @@
 mod auth;
 mod bad_input;
 mod billing;
+mod console;
 mod control;
 mod helpers;
 mod runtime_client;

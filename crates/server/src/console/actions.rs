@@ -1,0 +1,261 @@
+//! What the console's forms do. Every form carries the CSRF token; every
+//! action goes through the same services as the API and ends in a redirect
+//! with a notice, or in a page that says what went wrong.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Form, Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
+use clawplane_domain::{Email, TokenName};
+use clawplane_secrets::{generate_api_token, ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use super::pages::{account_page, sign_form};
+use super::session::{
+    check_pre_session_csrf, end_session, hash_password, start_session, verify_password, Session,
+    MIN_PASSWORD_LEN,
+};
+use super::{done, render, ConsoleError};
+use crate::runtime_client::GatewayAction;
+use crate::state::AppState;
+
+type FormMap = Form<HashMap<String, String>>;
+
+fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
+    form.get(name).map(String::as_str).unwrap_or("")
+}
+
+/// `POST /console/sign-up` `email, password, csrf`.
+pub async fn sign_up(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Form(form): FormMap,
+) -> Result<Response, ConsoleError> {
+    check_pre_session_csrf(&jar, &form)?;
+    let typed = field(&form, "email").chars().take(254).collect::<String>();
+    let again = |jar, problem: &str| {
+        sign_form(jar, &headers, true, typed.clone(), Some(problem.to_owned()))
+    };
+    let Ok(email) = Email::parse(&typed) else {
+        return again(jar, "Enter an email address such as ana@example.com.");
+    };
+    let password = field(&form, "password");
+    if password.chars().count() < MIN_PASSWORD_LEN || password.len() > 1024 {
+        return again(jar, "Choose a password of at least 10 characters.");
+    }
+    let hash = hash_password(password.to_owned()).await?;
+    let account = match state.store.create_account(&email, &hash).await {
+        Ok(a) => a,
+        Err(clawplane_store::StoreError::EmailTaken) => {
+            return again(
+                jar,
+                "An account with this address exists already: sign in instead.",
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let jar = start_session(&state, jar, &headers, &account).await?;
+    Ok((jar, Redirect::to("/console")).into_response())
+}
+
+/// `POST /console/sign-in` `email, password, csrf`; throttled per address.
+pub async fn sign_in(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Form(form): FormMap,
+) -> Result<Response, ConsoleError> {
+    check_pre_session_csrf(&jar, &form)?;
+    let typed = field(&form, "email").chars().take(254).collect::<String>();
+    let wrong = "That email address and password do not match an account.";
+    let Ok(email) = Email::parse(&typed) else {
+        return sign_form(jar, &headers, false, typed, Some(wrong.into()));
+    };
+    let throttle = &state.console.throttle;
+    if !throttle.allowed(email.as_str()) {
+        return Err(ConsoleError::too_many(
+            "Too many failed sign-ins for this address. Wait 15 minutes, then try again.",
+        ));
+    }
+    let found = state.store.account_by_email(&email).await?;
+    let password = field(&form, "password").to_owned();
+    let ok = match &found {
+        Some((_, hash)) => verify_password(password, hash.clone()).await,
+        None => {
+            // The same work as a real check, so timing does not tell whether the address exists.
+            let _ = verify_password(password, state.console.dummy_hash.clone()).await;
+            false
+        }
+    };
+    match found {
+        Some((account, _)) if ok => {
+            throttle.succeeded(email.as_str());
+            let jar = start_session(&state, jar, &headers, &account).await?;
+            Ok((jar, Redirect::to("/console")).into_response())
+        }
+        _ => {
+            throttle.failed(email.as_str());
+            sign_form(jar, &headers, false, typed, Some(wrong.into()))
+        }
+    }
+}
+
+/// `POST /console/sign-out`.
+pub async fn sign_out(
+    State(state): State<AppState>,
+    s: Session,
+    jar: CookieJar,
+    Form(form): FormMap,
+) -> Result<Response, ConsoleError> {
+    s.check_csrf(&form)?;
+    let jar = end_session(&state, jar).await?;
+    Ok((jar, Redirect::to("/console/sign-in")).into_response())
+}
+
+/// `POST /console/create`: creates (or retries) the instance.
+pub async fn create(
+    State(state): State<AppState>,
+    s: Session,
+    Form(form): FormMap,
+) -> Result<Response, ConsoleError> {
+    s.check_csrf(&form)?;
+    state.instances.create(&s.user).await?;
+    Ok(done("/console/create", "created"))
+}
+
+/// `POST /console/security/{requestId}/{approve|reject}`.
+pub async fn decide(
+    State(state): State<AppState>,
+    s: Session,
+    Path((request_id, decision)): Path<(String, String)>,
+    Form(form): FormMap,
+) -> Result<Response, ConsoleError> {
+    s.check_csrf(&form)?;
+    let id = Uuid::parse_str(&request_id).map_err(|_| {
+        ConsoleError::bad_request("That pairing request does not exist. Reload the Security page.")
+    })?;
+    let (_, target) = state.instances.target(&s.user).await?;
+    let client = state.instances.client();
+    let result = match decision.as_str() {
+        "approve" => client.approve_device(&target, id).await.map(|_| "approved"),
+        "reject" => client.reject_device(&target, id).await.map(|_| "rejected"),
+        _ => return Err(ConsoleError::bad_request("Choose Approve or Reject.")),
+    };
+    match result {
+        Ok(notice) => Ok(done("/console/security", notice)),
+        Err(crate::runtime_client::RuntimeError::Status { status: 404, .. }) => Err(ConsoleError::bad_request(
+            "That pairing request expired or was already decided. Ask the device to connect again, then reload the Security page.",
+        )),
+        Err(e) => Err(crate::error::ApiError::from(e).into()),
+    }
+}
+
+/// `POST /console/usage/{backup|restart|stop|start|restore}`.
+pub async fn usage(
+    State(state): State<AppState>,
+    s: Session,
+    Path(action): Path<String>,
+    Form(form): FormMap,
+) -> Result<Response, ConsoleError> {
+    s.check_csrf(&form)?;
+    let (_, target) = state.instances.target(&s.user).await?;
+    let client = state.instances.client();
+    let notice = match action.as_str() {
+        "backup" => client.backup(&target).await.map(|_| "backup")?,
+        "restart" => state
+            .instances
+            .gateway(&s.user, GatewayAction::Restart)
+            .await
+            .map(|_| "restart")?,
+        "stop" => state
+            .instances
+            .gateway(&s.user, GatewayAction::Stop)
+            .await
+            .map(|_| "stop")?,
+        "start" => state
+            .instances
+            .gateway(&s.user, GatewayAction::Start)
+            .await
+            .map(|_| "start")?,
+        "restore" => {
+            let id = field(&form, "backup_id");
+            let valid = (1..=128).contains(&id.len())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+            if !valid {
+                return Err(ConsoleError::bad_request("Choose a backup from the list."));
+            }
+            client.restore(&target, Some(id)).await.map(|_| "restore")?
+        }
+        _ => return Err(ConsoleError::bad_request("That action does not exist.")),
+    };
+    Ok(done("/console/usage", notice))
+}
+
+/// `POST /console/account/tokens` `name`: the token is shown on this page only.
+pub async fn create_token(
+    State(state): State<AppState>,
+    s: Session,
+    Form(form): FormMap,
+) -> Result<Response, ConsoleError> {
+    s.check_csrf(&form)?;
+    let name = TokenName::parse(field(&form, "name"))
+        .map_err(|_| ConsoleError::bad_request("Give the token a name of 1 to 64 characters."))?;
+    let (token, digest) = generate_api_token();
+    let secret = token.expose_secret();
+    let hint = format!("cpk_…{}", &secret[secret.len() - 4..]);
+    state
+        .store
+        .create_api_token(&s.user, &name, &digest, &hint)
+        .await?;
+    let page = account_page(&state, &s, &HashMap::new(), Some(secret.to_owned())).await?;
+    let mut response = render(&page)?;
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// `POST /console/account/tokens/{id}/revoke`.
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    s: Session,
+    Path(id): Path<String>,
+    Form(form): FormMap,
+) -> Result<Response, ConsoleError> {
+    s.check_csrf(&form)?;
+    let id = Uuid::parse_str(&id)
+        .map_err(|_| ConsoleError::bad_request("That token does not exist."))?;
+    state.store.revoke_api_token(&s.user, id).await?;
+    Ok(done("/console/account", "revoked"))
+}
+
+/// `POST /console/account/keys` `name, value`: adds or replaces one key.
+pub async fn set_key(
+    State(state): State<AppState>,
+    s: Session,
+    Form(form): FormMap,
+) -> Result<Response, ConsoleError> {
+    s.check_csrf(&form)?;
+    let name = field(&form, "name").trim().to_owned();
+    let value = SecretString::from(field(&form, "value").trim().to_owned());
+    let keys: BTreeMap<String, SecretString> = [(name, value)].into();
+    state.instances.merge_provider_keys(&s.user, keys).await?;
+    Ok(done("/console/account", "key-saved"))
+}
+
+/// `POST /console/account/keys/remove`.
+pub async fn remove_keys(
+    State(state): State<AppState>,
+    s: Session,
+    Form(form): FormMap,
+) -> Result<Response, ConsoleError> {
+    s.check_csrf(&form)?;
+    state.instances.set_provider_keys(&s.user, None).await?;
+    Ok(done("/console/account", "keys-removed"))
+}

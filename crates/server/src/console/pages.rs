@@ -1,0 +1,481 @@
+//! The console's pages. Each reads what it shows through the same services
+//! as the API; a runtime that does not answer is a sentence on the page.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use chrono::Utc;
+use clawplane_domain::{Instance, InstanceStatus, MicroUsd};
+use serde_json::Value;
+
+use super::session::{pre_session_csrf, Session};
+use super::view::{self, age_ms, badge, last_backup, text, usd, when, when_ms};
+use super::{notice_text, render, Chrome, ConsoleError, LINKS};
+use crate::state::AppState;
+
+type Params = Query<HashMap<String, String>>;
+
+fn chrome(s: &Session, current: &'static str, q: &HashMap<String, String>) -> Chrome {
+    Chrome {
+        email: s.account.email.as_str().to_owned(),
+        csrf: s.csrf.clone(),
+        links: LINKS
+            .iter()
+            .map(|(href, label)| (*href, *label, *href == current))
+            .collect(),
+        notice: notice_text(q.get("notice")),
+        problem: None,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignIn<'a> {
+    heading: &'a str,
+    action: &'a str,
+    sign_up: bool,
+    csrf: String,
+    email: String,
+    problem: Option<String>,
+}
+
+/// Renders the sign-in or sign-up form (also after a failed attempt).
+pub fn sign_form(
+    jar: CookieJar,
+    headers: &HeaderMap,
+    sign_up: bool,
+    email: String,
+    problem: Option<String>,
+) -> Result<Response, ConsoleError> {
+    let (jar, csrf) = pre_session_csrf(jar, headers);
+    let page = SignIn {
+        heading: if sign_up { "Sign up" } else { "Sign in" },
+        action: if sign_up {
+            "/console/sign-up"
+        } else {
+            "/console/sign-in"
+        },
+        sign_up,
+        csrf,
+        email,
+        problem,
+    };
+    Ok((jar, render(&page)?).into_response())
+}
+
+/// `GET /console/sign-in`.
+pub async fn sign_in_page(jar: CookieJar, headers: HeaderMap) -> Result<Response, ConsoleError> {
+    sign_form(jar, &headers, false, String::new(), None)
+}
+
+/// `GET /console/sign-up`.
+pub async fn sign_up_page(jar: CookieJar, headers: HeaderMap) -> Result<Response, ConsoleError> {
+    sign_form(jar, &headers, true, String::new(), None)
+}
+
+struct RuntimeCard {
+    state: String,
+    last_backup: String,
+    instance_type: String,
+    version: String,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct Overview {
+    chrome: Chrome,
+    status_class: &'static str,
+    status_label: &'static str,
+    runtime_name: Option<String>,
+    updated: Option<String>,
+    reason: Option<String>,
+    runtime: Option<RuntimeCard>,
+    runtime_note: String,
+}
+
+/// The runtime's status, or what to tell the person instead.
+async fn runtime_status(state: &AppState, s: &Session) -> Result<Value, String> {
+    let (instance, target) = state
+        .instances
+        .target(&s.user)
+        .await
+        .map_err(|_| "Your instance has no runtime yet.".to_owned())?;
+    if instance.status == InstanceStatus::Provisioning {
+        return Err("Your instance is still being created.".into());
+    }
+    state.instances.client().status(&target).await.map_err(|_| {
+        "The runtime did not answer. It may be restarting: reload this page in a minute, and if it persists restart the gateway on the Usage page.".to_owned()
+    })
+}
+
+/// `GET /console`: the instance and runtime cards.
+pub async fn overview(
+    State(state): State<AppState>,
+    s: Session,
+    Query(q): Params,
+) -> Result<Response, ConsoleError> {
+    let instance = state.instances.current(&s.user).await?;
+    let (status_class, status_label) = badge(instance.as_ref());
+    let (runtime, runtime_note) = match runtime_status(&state, &s).await {
+        Ok(st) => (
+            Some(RuntimeCard {
+                state: st["gateway"]["state"]
+                    .as_str()
+                    .unwrap_or("unknown")
+                    .to_owned(),
+                last_backup: last_backup(&st),
+                instance_type: text(&st, "instanceType"),
+                version: text(&st, "version"),
+            }),
+            String::new(),
+        ),
+        Err(note) => (None, note),
+    };
+    render(&Overview {
+        chrome: chrome(&s, "/console", &q),
+        status_class,
+        status_label,
+        runtime_name: instance.as_ref().and_then(|i| i.runtime_name.clone()),
+        updated: instance.as_ref().map(|i| when(i.updated_at)),
+        reason: instance.as_ref().and_then(|i| i.status_reason.clone()),
+        runtime,
+        runtime_note,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "create.html")]
+struct Create {
+    chrome: Chrome,
+    steps: Vec<(&'static str, &'static str, bool)>,
+    status_class: &'static str,
+    status_label: &'static str,
+    reason: Option<String>,
+    can_create: bool,
+    retry: bool,
+    refresh: bool,
+}
+
+/// `GET /console/create`: the stepper, the create (or retry) button.
+pub async fn create(
+    State(state): State<AppState>,
+    s: Session,
+    Query(q): Params,
+) -> Result<Response, ConsoleError> {
+    let instance: Option<Instance> = state.instances.current(&s.user).await?;
+    let status = instance.as_ref().map(|i| i.status);
+    let (status_class, status_label) = badge(instance.as_ref());
+    let failed = status == Some(InstanceStatus::Error);
+    render(&Create {
+        chrome: chrome(&s, "/console/create", &q),
+        steps: view::steps(instance.as_ref())
+            .into_iter()
+            .map(|(label, state)| (label, state, state == "current"))
+            .collect(),
+        status_class,
+        status_label,
+        reason: failed
+            .then(|| instance.as_ref().and_then(|i| i.status_reason.clone()))
+            .flatten()
+            .map(|r| {
+                format!(
+                    "Provisioning failed: {r}. Retry below; if it fails again, tell the operator."
+                )
+            }),
+        can_create: matches!(
+            status,
+            None | Some(InstanceStatus::Error) | Some(InstanceStatus::Deleted)
+        ),
+        retry: failed,
+        refresh: status == Some(InstanceStatus::Provisioning),
+    })
+}
+
+struct DeviceRow {
+    id: String,
+    name: String,
+    platform: String,
+    mode: String,
+    address: String,
+    age: String,
+}
+
+#[derive(Template)]
+#[template(path = "security.html")]
+struct Security {
+    chrome: Chrome,
+    unavailable: Option<String>,
+    pending: Vec<DeviceRow>,
+    paired: Vec<DeviceRow>,
+}
+
+fn device_rows(list: &Value, time_key: &str) -> Vec<DeviceRow> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| DeviceRow {
+            id: text(d, "requestId"),
+            name: text(d, "displayName"),
+            platform: text(d, "platform"),
+            mode: text(d, "clientMode"),
+            address: text(d, "remoteIp"),
+            age: age_ms(d[time_key].as_i64()),
+        })
+        .collect()
+}
+
+/// `GET /console/security`: pending requests and paired devices.
+pub async fn security(
+    State(state): State<AppState>,
+    s: Session,
+    Query(q): Params,
+) -> Result<Response, ConsoleError> {
+    let devices = match state.instances.target(&s.user).await {
+        Ok((_, target)) => state
+            .instances
+            .client()
+            .devices(&target)
+            .await
+            .map_err(|_| {
+                "The runtime did not answer, so devices cannot be listed now. Reload in a minute."
+                    .to_owned()
+            }),
+        Err(_) => Err("Create your instance first: devices pair with its gateway.".to_owned()),
+    };
+    let (unavailable, pending, paired) = match devices {
+        Ok(d) => (
+            None,
+            device_rows(&d["pending"], "ts"),
+            device_rows(&d["paired"], "approvedAtMs"),
+        ),
+        Err(note) => (Some(note), Vec::new(), Vec::new()),
+    };
+    render(&Security {
+        chrome: chrome(&s, "/console/security", &q),
+        unavailable,
+        pending,
+        paired,
+    })
+}
+
+struct BackupRow {
+    id: String,
+    at: String,
+    size: String,
+}
+
+#[derive(Template)]
+#[template(path = "usage.html")]
+struct Usage {
+    chrome: Chrome,
+    unavailable: Option<String>,
+    state: String,
+    version: String,
+    last_backup: String,
+    actions: Vec<(&'static str, &'static str)>,
+    backups: Vec<BackupRow>,
+}
+
+/// `GET /console/usage`: gateway, backups, actions.
+pub async fn usage(
+    State(state): State<AppState>,
+    s: Session,
+    Query(q): Params,
+) -> Result<Response, ConsoleError> {
+    let status = runtime_status(&state, &s).await;
+    let backups = match state.instances.target(&s.user).await {
+        Ok((_, target)) => state
+            .instances
+            .client()
+            .backups(&target)
+            .await
+            .unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    };
+    let gateway = status.as_ref().map(|st| {
+        st["gateway"]["state"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_owned()
+    });
+    let actions = match gateway.as_deref() {
+        Ok("running") => vec![
+            ("backup", "Back up now"),
+            ("restart", "Restart gateway"),
+            ("stop", "Stop gateway"),
+        ],
+        Ok(_) => vec![("backup", "Back up now"), ("start", "Start gateway")],
+        Err(_) => Vec::new(),
+    };
+    let rows = backups["backups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| BackupRow {
+            id: text(b, "id"),
+            at: b["created_at"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| when(t.with_timezone(&Utc)))
+                .unwrap_or_else(|| "-".into()),
+            size: view::size(b["bytes"].as_u64().unwrap_or(0)),
+        })
+        .collect();
+    render(&Usage {
+        chrome: chrome(&s, "/console/usage", &q),
+        unavailable: status.as_ref().err().cloned(),
+        state: gateway.clone().unwrap_or_else(|_| "unknown".into()),
+        version: status
+            .as_ref()
+            .map(|st| text(st, "version"))
+            .unwrap_or_else(|_| "-".into()),
+        last_backup: status
+            .as_ref()
+            .map(last_backup)
+            .unwrap_or_else(|_| "-".into()),
+        actions,
+        backups: rows,
+    })
+}
+
+struct EntryRow {
+    at: String,
+    kind: String,
+    source: String,
+    amount: String,
+    balance_after: String,
+}
+
+#[derive(Template)]
+#[template(path = "billing.html")]
+struct Billing {
+    chrome: Chrome,
+    balance: String,
+    month_usage: String,
+    next_grant: String,
+    entries: Vec<EntryRow>,
+    next_page: Option<String>,
+}
+
+/// `GET /console/billing?before=`: balance, usage, the ledger page by page.
+pub async fn billing(
+    State(state): State<AppState>,
+    s: Session,
+    Query(q): Params,
+) -> Result<Response, ConsoleError> {
+    let summary = state
+        .ledger
+        .summary(&s.user, Utc::now())
+        .await
+        .map_err(crate::error::ApiError::from)?;
+    let before = q
+        .get("before")
+        .map(String::as_str)
+        .filter(|b| b.len() <= 64 && b.chars().all(|c| c.is_ascii_alphanumeric()));
+    let page = state
+        .ledger
+        .entries(&s.user, before, 25)
+        .await
+        .map_err(|_| {
+            ConsoleError::bad_request(
+                "That ledger page does not exist. Start again from the Billing page.",
+            )
+        })?;
+    let page = serde_json::to_value(&page).unwrap_or(Value::Null);
+    let entries = page["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| EntryRow {
+            at: when_ms(e["created_at"].as_i64()),
+            kind: text(e, "kind"),
+            source: text(e, "source"),
+            amount: usd(MicroUsd::from_micros(
+                e["amount_micro_usd"].as_i64().unwrap_or(0),
+            )),
+            balance_after: usd(MicroUsd::from_micros(
+                e["balance_after_micro_usd"].as_i64().unwrap_or(0),
+            )),
+        })
+        .collect();
+    render(&Billing {
+        chrome: chrome(&s, "/console/billing", &q),
+        balance: usd(MicroUsd::from_micros(summary.balance_micro_usd)),
+        month_usage: usd(MicroUsd::from_micros(summary.month_to_date_usage_micro_usd)),
+        next_grant: match &summary.next_monthly_grant {
+            Some(g) => format!(
+                "{} on {}",
+                usd(MicroUsd::from_micros(g.amount_micro_usd)),
+                when_ms(Some(g.at))
+            ),
+            None => "none (monthly grants are off)".into(),
+        },
+        entries,
+        next_page: page["next_cursor"].as_str().map(str::to_owned),
+    })
+}
+
+struct TokenRow {
+    id: String,
+    name: String,
+    hint: String,
+    created: String,
+    status: &'static str,
+    live: bool,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+pub(super) struct AccountPage {
+    pub(super) chrome: Chrome,
+    pub(super) new_token: Option<String>,
+    tokens: Vec<TokenRow>,
+    key_names: Option<Vec<String>>,
+}
+
+/// The account page, with a token just created shown once.
+pub(super) async fn account_page(
+    state: &AppState,
+    s: &Session,
+    q: &HashMap<String, String>,
+    new_token: Option<String>,
+) -> Result<AccountPage, ConsoleError> {
+    let tokens = state
+        .store
+        .api_tokens(&s.user)
+        .await?
+        .into_iter()
+        .map(|t| TokenRow {
+            id: t.id.to_string(),
+            name: t.name.as_str().to_owned(),
+            hint: t.hint,
+            created: when(t.created_at),
+            status: if t.revoked_at.is_some() {
+                "revoked"
+            } else {
+                "active"
+            },
+            live: t.revoked_at.is_none(),
+        })
+        .collect();
+    let key_names = state.instances.provider_key_names(&s.user).await.ok();
+    Ok(AccountPage {
+        chrome: chrome(s, "/console/account", q),
+        new_token,
+        tokens,
+        key_names,
+    })
+}
+
+/// `GET /console/account`: API tokens and provider keys.
+pub async fn account(
+    State(state): State<AppState>,
+    s: Session,
+    Query(q): Params,
+) -> Result<Response, ConsoleError> {
+    render(&account_page(&state, &s, &q, None).await?)
+}

@@ -1,0 +1,228 @@
+//! Sign-in state of the console: password hashes (argon2id), session
+//! cookies (`HttpOnly`, `SameSite=Lax`, `Secure` behind TLS; only a digest
+//! is stored; a new session at every sign-in, so a planted cookie is never
+//! promoted), CSRF tokens on every form, and throttling of failed sign-ins.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use axum_extra::extract::CookieJar;
+use clawplane_domain::{Account, UserId};
+use clawplane_secrets::{api_token_digest, constant_time_eq, generate_token, ExposeSecret};
+
+use super::ConsoleError;
+use crate::state::AppState;
+
+/// The session cookie.
+pub const SESSION_COOKIE: &str = "clawplane_session";
+/// The CSRF cookie of the sign-in and sign-up forms (before a session exists).
+pub const PRE_CSRF_COOKIE: &str = "clawplane_csrf";
+/// How long a session lasts.
+pub const SESSION_DAYS: i64 = 7;
+/// Failed sign-ins allowed per address per window.
+const MAX_FAILURES: u32 = 5;
+const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 10;
+
+/// A signed-in person.
+pub struct Session {
+    /// Their account.
+    pub account: Account,
+    /// The user id of their instance and ledger.
+    pub user: UserId,
+    /// The token their forms carry.
+    pub csrf: String,
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let Some(cookie) = jar.get(SESSION_COOKIE) else {
+            return Err(Redirect::to("/console/sign-in").into_response());
+        };
+        let record = state
+            .store
+            .session(&api_token_digest(cookie.value()))
+            .await
+            .map_err(|e| ConsoleError::from(e).into_response())?;
+        let Some(record) = record else {
+            return Err(Redirect::to("/console/sign-in").into_response());
+        };
+        let user = UserId::parse(&record.account.id)
+            .map_err(|e| ConsoleError::internal(&e).into_response())?;
+        Ok(Session {
+            account: record.account,
+            user,
+            csrf: record.csrf_token,
+        })
+    }
+}
+
+impl Session {
+    /// Refuses a form without this session's CSRF token.
+    pub fn check_csrf(&self, form: &HashMap<String, String>) -> Result<(), ConsoleError> {
+        check_token(form.get("csrf").map(String::as_str), &self.csrf)
+    }
+}
+
+fn check_token(given: Option<&str>, expected: &str) -> Result<(), ConsoleError> {
+    match given {
+        Some(g) if !g.is_empty() && constant_time_eq(g.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => Err(ConsoleError::forbidden(
+            "This form expired or did not come from this site. Go back, reload the page and try again.",
+        )),
+    }
+}
+
+/// The pre-session CSRF token of the sign-in forms: the cookie's, or a new one.
+pub fn pre_session_csrf(jar: CookieJar, headers: &HeaderMap) -> (CookieJar, String) {
+    if let Some(c) = jar.get(PRE_CSRF_COOKIE).filter(|c| c.value().len() >= 32) {
+        let value = c.value().to_owned();
+        return (jar, value);
+    }
+    let token = generate_token().expose_secret().to_owned();
+    let jar = jar.add(cookie(PRE_CSRF_COOKIE, token.clone(), headers));
+    (jar, token)
+}
+
+/// Checks a sign-in form's token against its cookie (double submit).
+pub fn check_pre_session_csrf(
+    jar: &CookieJar,
+    form: &HashMap<String, String>,
+) -> Result<(), ConsoleError> {
+    let expected = jar
+        .get(PRE_CSRF_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    if expected.is_empty() {
+        return check_token(None, "");
+    }
+    check_token(form.get("csrf").map(String::as_str), &expected)
+}
+
+fn cookie(name: &'static str, value: String, headers: &HeaderMap) -> Cookie<'static> {
+    let behind_tls = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(behind_tls)
+        .build()
+}
+
+/// Starts a new session for `account` (whatever cookie came in is replaced).
+pub async fn start_session(
+    state: &AppState,
+    jar: CookieJar,
+    headers: &HeaderMap,
+    account: &Account,
+) -> Result<CookieJar, ConsoleError> {
+    let token = generate_token();
+    let csrf = generate_token();
+    let expires = chrono::Utc::now() + chrono::Duration::days(SESSION_DAYS);
+    state
+        .store
+        .create_session(
+            &api_token_digest(token.expose_secret()),
+            account,
+            csrf.expose_secret(),
+            expires,
+        )
+        .await?;
+    let mut session = cookie(SESSION_COOKIE, token.expose_secret().to_owned(), headers);
+    session.set_max_age(time::Duration::days(SESSION_DAYS));
+    Ok(jar.remove(Cookie::from(PRE_CSRF_COOKIE)).add(session))
+}
+
+/// Ends the session of this cookie jar.
+pub async fn end_session(state: &AppState, jar: CookieJar) -> Result<CookieJar, ConsoleError> {
+    if let Some(c) = jar.get(SESSION_COOKIE) {
+        state
+            .store
+            .delete_session(&api_token_digest(c.value()))
+            .await?;
+    }
+    Ok(jar.remove(Cookie::build(SESSION_COOKIE).path("/").build()))
+}
+
+/// An argon2id hash of a password (run off the async threads).
+pub async fn hash_password(password: String) -> Result<String, ConsoleError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(|e| ConsoleError::internal(&e))?
+    .map_err(|e| ConsoleError::internal(&e))
+}
+
+/// Whether `password` matches `hash` (off the async threads).
+pub async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Failed sign-ins per address, in memory (per process).
+#[derive(Default)]
+pub struct Throttle {
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl Throttle {
+    /// Whether this address may try again now.
+    pub fn allowed(&self, key: &str) -> bool {
+        let Ok(map) = self.failures.lock() else {
+            return false;
+        };
+        match map.get(key) {
+            Some((n, since)) => *n < MAX_FAILURES || since.elapsed() > FAILURE_WINDOW,
+            None => true,
+        }
+    }
+
+    /// Records a failure.
+    pub fn failed(&self, key: &str) {
+        if let Ok(mut map) = self.failures.lock() {
+            if map.len() > 100_000 {
+                map.retain(|_, (_, since)| since.elapsed() <= FAILURE_WINDOW);
+            }
+            let entry = map.entry(key.to_owned()).or_insert((0, Instant::now()));
+            if entry.1.elapsed() > FAILURE_WINDOW {
+                *entry = (0, Instant::now());
+            }
+            entry.0 += 1;
+        }
+    }
+
+    /// Forgets an address's failures (after a success).
+    pub fn succeeded(&self, key: &str) {
+        if let Ok(mut map) = self.failures.lock() {
+            map.remove(key);
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! What the pages show, from the instance, the runtime's answers and the
+//! ledger: labels, times, amounts, rows.
+
+use chrono::{DateTime, TimeZone, Utc};
+use clawplane_domain::{Instance, InstanceStatus, MicroUsd};
+use serde_json::Value;
+
+/// A status badge: CSS class and label.
+pub fn badge(instance: Option<&Instance>) -> (&'static str, &'static str) {
+    match instance.map(|i| i.status) {
+        None => ("none", "Not created"),
+        Some(InstanceStatus::Ready) => ("ready", "Ready"),
+        Some(InstanceStatus::Provisioning) => ("provisioning", "Provisioning"),
+        Some(InstanceStatus::Stopped) => ("stopped", "Stopped"),
+        Some(InstanceStatus::Error) => ("error", "Error"),
+        Some(InstanceStatus::Deleted) => ("deleted", "Deleted"),
+    }
+}
+
+/// The stepper Creating → Deploying → Booting → Ready, from the instance as
+/// the reconciler moves it: a row (creating), a runtime (deploying: its URL
+/// is recorded), a gateway starting (booting), ready.
+pub fn steps(instance: Option<&Instance>) -> Vec<(&'static str, &'static str)> {
+    let reached = match instance {
+        None => 0,
+        Some(i) => match i.status {
+            InstanceStatus::Ready | InstanceStatus::Stopped => 4,
+            InstanceStatus::Provisioning if i.runtime_url.is_some() => 3,
+            InstanceStatus::Provisioning => 2,
+            _ => 1,
+        },
+    };
+    ["Creating", "Deploying", "Booting", "Ready"]
+        .into_iter()
+        .enumerate()
+        .map(|(n, label)| {
+            let state = if n + 1 < reached || reached == 4 {
+                "done"
+            } else if n + 1 == reached {
+                "current"
+            } else {
+                "todo"
+            };
+            (label, state)
+        })
+        .collect()
+}
+
+/// `2026-11-24 09:30 UTC`.
+pub fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A time in milliseconds as `when`.
+pub fn when_ms(ms: Option<i64>) -> String {
+    ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+        .map(when)
+        .unwrap_or_else(|| "-".into())
+}
+
+/// How long ago, roughly.
+pub fn age_ms(ms: Option<i64>) -> String {
+    let Some(ms) = ms else { return "-".into() };
+    let secs = (Utc::now().timestamp_millis() - ms).max(0) / 1000;
+    match secs {
+        0..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86_400),
+    }
+}
+
+/// `$12.35`, `-$0.50`.
+pub fn usd(amount: MicroUsd) -> String {
+    let cents = amount.format_cents();
+    match cents.strip_prefix('-') {
+        Some(abs) => format!("-${abs}"),
+        None => format!("${cents}"),
+    }
+}
+
+/// The runtime's `lastBackup` as text.
+pub fn last_backup(status: &Value) -> String {
+    match status["lastBackup"]["created_at"].as_str() {
+        Some(t) => DateTime::parse_from_rfc3339(t)
+            .map(|t| when(t.with_timezone(&Utc)))
+            .unwrap_or_else(|_| t.to_owned()),
+        None => "never".into(),
+    }
+}
+
+/// Text of a JSON field, or `-`.
+pub fn text(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap_or("-").to_owned()
+}
+
+/// Bytes as `1.2 MB`.
+pub fn size(bytes: u64) -> String {
+    match bytes {
+        0..=1023 => format!("{bytes} B"),
+        1024..=1_048_575 => format!("{:.1} KB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MB", bytes as f64 / 1_048_576.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stepper_follows_provisioning() {
+        assert_eq!(steps(None)[0].1, "todo");
+        let mut i = clawplane_domain::Instance {
+            id: clawplane_domain::InstanceId::new(),
+            user_id: clawplane_domain::UserId::parse("u").unwrap(),
+            status: InstanceStatus::Provisioning,
+            status_reason: None,
+            runtime_url: None,
+            runtime_name: None,
+            provisioner: None,
+            instance_type: None,
+            cf_account_id: None,
+            cf_worker_name: None,
+            cf_worker_id: None,
+            cf_container_app_id: None,
+            cf_container_app_name: None,
+            r2_bucket_name: None,
+            secrets: vec![],
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            last_ready_at: None,
+        };
+        let states = |i: &Instance| steps(Some(i)).into_iter().map(|s| s.1).collect::<Vec<_>>();
+        assert_eq!(states(&i), ["done", "current", "todo", "todo"]);
+        i.runtime_url = Some("http://127.0.0.1:1".into());
+        assert_eq!(states(&i), ["done", "done", "current", "todo"]);
+        i.status = InstanceStatus::Ready;
+        assert_eq!(states(&i), ["done", "done", "done", "done"]);
+    }
+}
