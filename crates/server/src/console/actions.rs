@@ -21,7 +21,23 @@ use super::{done, render, ConsoleError};
 use crate::runtime_client::GatewayAction;
 use crate::state::AppState;
 
-type FormMap = Form<HashMap<String, String>>;
+/// A form body whose rejection is a page, not axum's plain text.
+pub struct FormMap(pub HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for FormMap {
+    type Rejection = ConsoleError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ConsoleError> {
+        Form::<HashMap<String, String>>::from_request(req, state)
+            .await
+            .map(|Form(map)| FormMap(map))
+            .map_err(|_| {
+                ConsoleError::bad_request(
+                    "The form could not be read. Go back, reload the page and try again.",
+                )
+            })
+    }
+}
 
 fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
     form.get(name).map(String::as_str).unwrap_or("")
@@ -32,7 +48,7 @@ pub async fn sign_up(
     State(state): State<AppState>,
     jar: CookieJar,
     headers: HeaderMap,
-    Form(form): FormMap,
+    FormMap(form): FormMap,
 ) -> Result<Response, ConsoleError> {
     check_pre_session_csrf(&jar, &form)?;
     let typed = field(&form, "email").chars().take(254).collect::<String>();
@@ -66,7 +82,7 @@ pub async fn sign_in(
     State(state): State<AppState>,
     jar: CookieJar,
     headers: HeaderMap,
-    Form(form): FormMap,
+    FormMap(form): FormMap,
 ) -> Result<Response, ConsoleError> {
     check_pre_session_csrf(&jar, &form)?;
     let typed = field(&form, "email").chars().take(254).collect::<String>();
@@ -108,7 +124,7 @@ pub async fn sign_out(
     State(state): State<AppState>,
     s: Session,
     jar: CookieJar,
-    Form(form): FormMap,
+    FormMap(form): FormMap,
 ) -> Result<Response, ConsoleError> {
     s.check_csrf(&form)?;
     let jar = end_session(&state, jar).await?;
@@ -119,7 +135,7 @@ pub async fn sign_out(
 pub async fn create(
     State(state): State<AppState>,
     s: Session,
-    Form(form): FormMap,
+    FormMap(form): FormMap,
 ) -> Result<Response, ConsoleError> {
     s.check_csrf(&form)?;
     state.instances.create(&s.user).await?;
@@ -131,7 +147,7 @@ pub async fn decide(
     State(state): State<AppState>,
     s: Session,
     Path((request_id, decision)): Path<(String, String)>,
-    Form(form): FormMap,
+    FormMap(form): FormMap,
 ) -> Result<Response, ConsoleError> {
     s.check_csrf(&form)?;
     let id = Uuid::parse_str(&request_id).map_err(|_| {
@@ -158,7 +174,7 @@ pub async fn usage(
     State(state): State<AppState>,
     s: Session,
     Path(action): Path<String>,
-    Form(form): FormMap,
+    FormMap(form): FormMap,
 ) -> Result<Response, ConsoleError> {
     s.check_csrf(&form)?;
     let (_, target) = state.instances.target(&s.user).await?;
@@ -200,7 +216,7 @@ pub async fn usage(
 pub async fn create_token(
     State(state): State<AppState>,
     s: Session,
-    Form(form): FormMap,
+    FormMap(form): FormMap,
 ) -> Result<Response, ConsoleError> {
     s.check_csrf(&form)?;
     let name = TokenName::parse(field(&form, "name"))
@@ -226,7 +242,7 @@ pub async fn revoke_token(
     State(state): State<AppState>,
     s: Session,
     Path(id): Path<String>,
-    Form(form): FormMap,
+    FormMap(form): FormMap,
 ) -> Result<Response, ConsoleError> {
     s.check_csrf(&form)?;
     let id = Uuid::parse_str(&id)
@@ -239,7 +255,7 @@ pub async fn revoke_token(
 pub async fn set_key(
     State(state): State<AppState>,
     s: Session,
-    Form(form): FormMap,
+    FormMap(form): FormMap,
 ) -> Result<Response, ConsoleError> {
     s.check_csrf(&form)?;
     let name = field(&form, "name").trim().to_owned();
@@ -253,7 +269,7 @@ pub async fn set_key(
 pub async fn remove_keys(
     State(state): State<AppState>,
     s: Session,
-    Form(form): FormMap,
+    FormMap(form): FormMap,
 ) -> Result<Response, ConsoleError> {
     s.check_csrf(&form)?;
     state.instances.set_provider_keys(&s.user, None).await?;

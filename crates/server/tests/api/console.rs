@@ -222,6 +222,18 @@ async fn forms_without_the_csrf_token_are_refused_and_change_nothing() {
     assert!(overview.contains("Not created"), "nothing was created");
     let (_, account) = ana.get("/console/account").await;
     assert!(account.contains("No token yet."));
+    // A body that is not a form is a page that says so, not a 5xx.
+    let r = ana
+        .client
+        .post(format!("{}/console/create", app.address))
+        .header("cookie", ana.cookie_header())
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("could not be read"));
     // A sign-in form without its cookie's token is refused too.
     let mut other = Browser::new(&app);
     let (status, _, _) = other
