@@ -2,25 +2,28 @@
 //! user's instance, over the store, the vault, the provisioner and the
 //! runtime client.
 //!
-//! - this module: create (idempotent), delete, gateway actions, provider
-//!   keys, and the lookup of a user's runtime with the seed's errors;
+//! - this module: create (idempotent), delete, gateway actions, and the lookup of a user's runtime with the seed's errors;
 //! - [`provisioning`]: the reconciler that drives `provisioning` to `ready`
 //!   or `error`, and finds runtimes again after a restart;
+//! - [`provider_keys`]: the user's model provider keys;
 //! - [`fleet`]: the billing job's view of the instances (model spend, stops).
 
 pub mod fleet;
+pub mod provider_keys;
 pub mod provisioning;
 
-use std::collections::{BTreeMap, HashSet};
+pub use provider_keys::validate_provider_keys;
+
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use clawplane_billing::Ledger;
 use clawplane_domain::{Instance, InstanceFields, InstanceId, InstanceStatus, SecretName, UserId};
-use clawplane_secrets::{generate_token, ExposeSecret, SecretString};
+use clawplane_secrets::{generate_token, SecretString};
 use clawplane_store::{NewInstance, Store, StoreError, Vault};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -52,8 +55,8 @@ impl Default for InstanceSettings {
 }
 
 /// Most provider keys one instance may hold, and the longest value.
-const MAX_PROVIDER_KEYS: usize = 32;
-const MAX_PROVIDER_KEY_LEN: usize = 4096;
+pub(crate) const MAX_PROVIDER_KEYS: usize = 32;
+pub(crate) const MAX_PROVIDER_KEY_LEN: usize = 4096;
 
 /// The service; cheap to clone.
 #[derive(Clone)]
@@ -325,119 +328,6 @@ impl Instances {
         }
     }
 
-    /// The names of the user's stored provider keys (never their values).
-    pub async fn provider_key_names(&self, user: &UserId) -> Result<Vec<String>, ApiError> {
-        let instance = self.live(user).await?;
-        let stored = self
-            .inner
-            .vault
-            .get(instance.id, SecretName::ProviderKeys)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
-        Ok(stored
-            .and_then(|s| serde_json::from_str::<BTreeMap<String, Value>>(s.expose_secret()).ok())
-            .map(|m| m.into_keys().collect())
-            .unwrap_or_default())
-    }
-
-    /// Replaces (or with `None` removes) the user's provider keys and
-    /// restarts a running runtime in the background so its gateway gets them.
-    pub async fn set_provider_keys(
-        &self,
-        user: &UserId,
-        keys: Option<BTreeMap<String, SecretString>>,
-    ) -> Result<Value, ApiError> {
-        let instance = self.live(user).await?;
-        let names: Vec<String> = keys.iter().flat_map(|k| k.keys().cloned()).collect();
-        match keys.filter(|k| !k.is_empty()) {
-            Some(keys) => {
-                validate_provider_keys(&keys)?;
-                let object: serde_json::Map<String, Value> = keys
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_owned())))
-                    .collect();
-                let sealed = SecretString::from(Value::Object(object).to_string());
-                self.inner
-                    .vault
-                    .put(instance.id, SecretName::ProviderKeys, &sealed)
-                    .await?;
-            }
-            None => {
-                self.inner
-                    .store
-                    .clear_secret(instance.id, SecretName::ProviderKeys)
-                    .await?;
-            }
-        }
-        let applying = matches!(
-            instance.status,
-            InstanceStatus::Ready | InstanceStatus::Stopped
-        );
-        if applying {
-            let this = self.clone();
-            self.inner
-                .tasks
-                .spawn(async move { this.restart_runtime(instance).await });
-        }
-        Ok(json!({ "names": names, "restarting": applying }))
-    }
-
-    /// Adds or replaces some of the user's provider keys, keeping the others.
-    pub async fn merge_provider_keys(
-        &self,
-        user: &UserId,
-        keys: BTreeMap<String, SecretString>,
-    ) -> Result<Value, ApiError> {
-        let instance = self.live(user).await?;
-        let stored = self
-            .inner
-            .vault
-            .get(instance.id, SecretName::ProviderKeys)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
-        let mut merged: BTreeMap<String, SecretString> = stored
-            .and_then(|s| serde_json::from_str(s.expose_secret()).ok())
-            .unwrap_or_default();
-        merged.extend(keys);
-        self.set_provider_keys(user, Some(merged)).await
-    }
-
-    async fn restart_runtime(&self, instance: Instance) {
-        let secrets = match self.runtime_secrets(&instance).await {
-            Ok(s) => s,
-            Err(e) => {
-                return tracing::warn!(instance = %instance.id, error = %e.message, "cannot read the runtime's secrets")
-            }
-        };
-        match self.inner.provisioner.restart(&instance, &secrets).await {
-            Ok(fields) => {
-                match self
-                    .inner
-                    .store
-                    .update_instance_fields(instance.id, &fields)
-                    .await
-                {
-                    // A restarted runtime starts its gateway; a stopped instance stays stopped.
-                    Ok(updated) if instance.status == InstanceStatus::Stopped => {
-                        if let Ok(target) = self.target_of(&updated).await {
-                            let _ = self
-                                .inner
-                                .client
-                                .gateway(&target, GatewayAction::Stop)
-                                .await;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(instance = %instance.id, error = %e, "cannot record the restarted runtime")
-                    }
-                }
-                tracing::info!(instance = %instance.id, "runtime restarted with new provider keys");
-            }
-            Err(e) => tracing::warn!(instance = %instance.id, error = %e, "runtime not restarted"),
-        }
-    }
-
     /// Stops background work at a safe point and waits for it (bounded).
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutdown.cancel();
@@ -449,34 +339,4 @@ impl Instances {
             tracing::warn!("instance tasks did not stop in time");
         }
     }
-}
-
-/// Provider keys are environment variable names (`OPENAI_API_KEY`...) with
-/// non-empty values; both bounded.
-pub fn validate_provider_keys(keys: &BTreeMap<String, SecretString>) -> Result<(), ApiError> {
-    if keys.len() > MAX_PROVIDER_KEYS {
-        return Err(ApiError::bad_request(format!(
-            "at most {MAX_PROVIDER_KEYS} provider keys"
-        )));
-    }
-    for (name, value) in keys {
-        let valid_name = (1..=64).contains(&name.len())
-            && name.starts_with(|c: char| c.is_ascii_uppercase())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-        if !valid_name {
-            return Err(ApiError::bad_request(
-                "provider key names are environment variable names such as OPENAI_API_KEY (A-Z, 0-9, _)",
-            ));
-        }
-        let v = value.expose_secret();
-        if v.trim().is_empty() || v.len() > MAX_PROVIDER_KEY_LEN || v.chars().any(char::is_control)
-        {
-            return Err(ApiError::bad_request(format!(
-                "the value of {name} must be 1-{MAX_PROVIDER_KEY_LEN} printable characters"
-            )));
-        }
-    }
-    Ok(())
 }
