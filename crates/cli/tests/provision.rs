@@ -5,34 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use clawplane_domain::{Instance, InstanceId, InstanceStatus, UserId};
+use clawplane_domain::{Instance, InstanceId};
 use clawplane_secrets::SecretString;
 use clawplane_server::provision::local::{LocalProvisioner, LocalSettings};
 use clawplane_server::provision::{Provisioner, RuntimeSecrets};
 use clawplane_server::runtime_client::{ClientOptions, RuntimeClient, RuntimeTarget};
 
 fn instance() -> Instance {
-    let now = chrono::Utc::now();
-    Instance {
-        id: InstanceId::new(),
-        user_id: UserId::parse("provision-test").unwrap(),
-        status: InstanceStatus::Provisioning,
-        status_reason: None,
-        runtime_url: None,
-        runtime_name: None,
-        provisioner: None,
-        instance_type: None,
-        cf_account_id: None,
-        cf_worker_name: None,
-        cf_worker_id: None,
-        cf_container_app_id: None,
-        cf_container_app_name: None,
-        r2_bucket_name: None,
-        secrets: vec![],
-        created_at: now,
-        updated_at: now,
-        last_ready_at: None,
-    }
+    clawplane_testkit::provisioning_instance("provision-test")
 }
 
 fn provisioner(data_dir: &std::path::Path) -> LocalProvisioner {

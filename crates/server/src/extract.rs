@@ -165,12 +165,35 @@ pub fn request_id(headers: &HeaderMap) -> Option<&str> {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|id| {
-            (1..=64).contains(&id.len())
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-        })
+        .filter(|id| is_plain_id(id, 64))
+}
+
+/// Whether `id` is 1 to `max` characters of `A-Z a-z 0-9 - _ . :` (request
+/// ids, backup ids: safe to log, store and pass on).
+pub fn is_plain_id(id: &str, max: usize) -> bool {
+    (1..=max).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+}
+
+/// A backup id from the backup list (1-128 plain characters).
+pub fn is_backup_id(id: &str) -> bool {
+    is_plain_id(id, 128)
+}
+
+/// The query's `limit`: `default` when absent, else a whole number from 1 to `max` (400 otherwise).
+pub fn limit(query: &HashMap<String, String>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match query.get("limit") {
+        None => Ok(default),
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit must be a whole number from 1 to {max}"))
+            }),
+    }
 }
 
 fn check_key(headers: &HeaderMap, name: &str, expected: &SecretString) -> Result<(), ApiError> {

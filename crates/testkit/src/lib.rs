@@ -168,3 +168,29 @@ macro_rules! backend_tests {
         }
     };
 }
+
+/// A new instance record in `provisioning` for `user`, with no runtime yet
+/// (for tests of provisioners and pages that need one without a store).
+pub fn provisioning_instance(user: &str) -> clawplane_domain::Instance {
+    let now = chrono::Utc::now();
+    clawplane_domain::Instance {
+        id: clawplane_domain::InstanceId::new(),
+        user_id: clawplane_domain::UserId::parse(user).expect("a valid test user id"),
+        status: clawplane_domain::InstanceStatus::Provisioning,
+        status_reason: None,
+        runtime_url: None,
+        runtime_name: None,
+        provisioner: None,
+        instance_type: None,
+        cf_account_id: None,
+        cf_worker_name: None,
+        cf_worker_id: None,
+        cf_container_app_id: None,
+        cf_container_app_name: None,
+        r2_bucket_name: None,
+        secrets: vec![],
+        created_at: now,
+        updated_at: now,
+        last_ready_at: None,
+    }
+}

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use clawplane_domain::{Email, TokenName};
-use clawplane_secrets::{generate_api_token, ExposeSecret, SecretString};
+use clawplane_secrets::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use super::pages::{account_page, sign_form};
@@ -18,6 +18,7 @@ use super::session::{
     MIN_PASSWORD_LEN,
 };
 use super::{done, render, ConsoleError};
+use crate::routes::tokens::issue_api_token;
 use crate::runtime_client::GatewayAction;
 use crate::state::AppState;
 
@@ -198,11 +199,7 @@ pub async fn usage(
             .map(|_| "start")?,
         "restore" => {
             let id = field(&form, "backup_id");
-            let valid = (1..=128).contains(&id.len())
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
-            if !valid {
+            if !crate::extract::is_backup_id(id) {
                 return Err(ConsoleError::bad_request("Choose a backup from the list."));
             }
             client.restore(&target, Some(id)).await.map(|_| "restore")?
@@ -221,20 +218,16 @@ pub async fn create_token(
     s.check_csrf(&form)?;
     let name = TokenName::parse(field(&form, "name"))
         .map_err(|_| ConsoleError::bad_request("Give the token a name of 1 to 64 characters."))?;
-    let (token, digest) = generate_api_token();
-    let secret = token.expose_secret();
-    let hint = format!("cpk_…{}", &secret[secret.len() - 4..]);
-    state
-        .store
-        .create_api_token(&s.user, &name, &digest, &hint)
-        .await?;
-    let page = account_page(&state, &s, &HashMap::new(), Some(secret.to_owned())).await?;
-    let mut response = render(&page)?;
-    response.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    Ok(response)
+    let (token, _) = issue_api_token(&state.store, &s.user, &name).await?;
+    let page = account_page(
+        &state,
+        &s,
+        &HashMap::new(),
+        Some(token.expose_secret().to_owned()),
+    )
+    .await?;
+    // Cache-Control: no-store comes with every console page (routes/mod.rs).
+    render(&page)
 }
 
 /// `POST /console/account/tokens/{id}/revoke`.

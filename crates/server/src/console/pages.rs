@@ -319,9 +319,7 @@ pub async fn usage(
             id: text(b, "id"),
             at: b["created_at"]
                 .as_str()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| when(t.with_timezone(&Utc)))
-                .unwrap_or_else(|| "-".into()),
+                .map_or_else(|| "-".into(), view::when_rfc3339),
             size: view::size(b["bytes"].as_u64().unwrap_or(0)),
         })
         .collect();

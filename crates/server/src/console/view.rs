@@ -79,14 +79,18 @@ pub fn usd(amount: MicroUsd) -> String {
     }
 }
 
+/// An RFC 3339 time (as the runtime sends them) as `when`, else as given.
+pub fn when_rfc3339(t: &str) -> String {
+    DateTime::parse_from_rfc3339(t)
+        .map(|t| when(t.with_timezone(&Utc)))
+        .unwrap_or_else(|_| t.to_owned())
+}
+
 /// The runtime's `lastBackup` as text.
 pub fn last_backup(status: &Value) -> String {
-    match status["lastBackup"]["created_at"].as_str() {
-        Some(t) => DateTime::parse_from_rfc3339(t)
-            .map(|t| when(t.with_timezone(&Utc)))
-            .unwrap_or_else(|_| t.to_owned()),
-        None => "never".into(),
-    }
+    status["lastBackup"]["created_at"]
+        .as_str()
+        .map_or_else(|| "never".into(), when_rfc3339)
 }
 
 /// Text of a JSON field, or `-`.
@@ -110,26 +114,7 @@ mod tests {
     #[test]
     fn the_stepper_follows_provisioning() {
         assert_eq!(steps(None)[0].1, "todo");
-        let mut i = clawplane_domain::Instance {
-            id: clawplane_domain::InstanceId::new(),
-            user_id: clawplane_domain::UserId::parse("u").unwrap(),
-            status: InstanceStatus::Provisioning,
-            status_reason: None,
-            runtime_url: None,
-            runtime_name: None,
-            provisioner: None,
-            instance_type: None,
-            cf_account_id: None,
-            cf_worker_name: None,
-            cf_worker_id: None,
-            cf_container_app_id: None,
-            cf_container_app_name: None,
-            r2_bucket_name: None,
-            secrets: vec![],
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-            last_ready_at: None,
-        };
+        let mut i = clawplane_testkit::provisioning_instance("u");
         let states = |i: &Instance| steps(Some(i)).into_iter().map(|s| s.1).collect::<Vec<_>>();
         assert_eq!(states(&i), ["done", "current", "todo", "todo"]);
         i.runtime_url = Some("http://127.0.0.1:1".into());

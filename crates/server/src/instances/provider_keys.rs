@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 
 use super::{Instances, MAX_PROVIDER_KEYS, MAX_PROVIDER_KEY_LEN};
 use crate::error::ApiError;
-use crate::runtime_client::GatewayAction;
 
 impl Instances {
     /// The names of the user's stored provider keys (never their values).
@@ -105,15 +104,8 @@ impl Instances {
                     .update_instance_fields(instance.id, &fields)
                     .await
                 {
-                    // A restarted runtime starts its gateway; a stopped instance stays stopped.
                     Ok(updated) if instance.status == InstanceStatus::Stopped => {
-                        if let Ok(target) = self.target_of(&updated).await {
-                            let _ = self
-                                .inner
-                                .client
-                                .gateway(&target, GatewayAction::Stop)
-                                .await;
-                        }
+                        self.keep_stopped(&updated).await;
                     }
                     Ok(_) => {}
                     Err(e) => {

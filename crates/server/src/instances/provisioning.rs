@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use clawplane_domain::{Instance, InstanceId, InstanceStatus};
-use serde_json::Value;
 
 use super::Instances;
 use crate::runtime_client::{GatewayAction, RuntimeTarget};
@@ -201,6 +200,21 @@ impl Instances {
         }
     }
 
+    /// A runtime started again starts its gateway; a `stopped` instance's
+    /// gateway is stopped again so the instance stays as its user left it.
+    pub(super) async fn keep_stopped(&self, instance: &Instance) {
+        if let Ok(target) = self.target_of(instance).await {
+            if let Err(e) = self
+                .inner
+                .client
+                .gateway(&target, GatewayAction::Stop)
+                .await
+            {
+                tracing::warn!(instance = %instance.id, error = %e, "could not stop the gateway of a stopped instance");
+            }
+        }
+    }
+
     async fn reattach(&self, instance: Instance) {
         let id = instance.id;
         let result = async {
@@ -223,14 +237,7 @@ impl Instances {
         .await;
         match result {
             Ok(updated) if instance.status == InstanceStatus::Stopped => {
-                // A restarted runtime starts its gateway; a stopped instance stays stopped.
-                if let Ok(target) = self.target_of(&updated).await {
-                    let _: Result<Value, _> = self
-                        .inner
-                        .client
-                        .gateway(&target, GatewayAction::Stop)
-                        .await;
-                }
+                self.keep_stopped(&updated).await;
             }
             Ok(_) => tracing::debug!(instance = %id, "runtime running"),
             Err(reason) => {

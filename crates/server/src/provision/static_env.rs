@@ -142,30 +142,9 @@ impl Provisioner for StaticProvisioner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clawplane_domain::{InstanceId, InstanceStatus, UserId};
 
     fn instance(user: &str) -> Instance {
-        let now = chrono::Utc::now();
-        Instance {
-            id: InstanceId::new(),
-            user_id: UserId::parse(user).unwrap(),
-            status: InstanceStatus::Provisioning,
-            status_reason: None,
-            runtime_url: None,
-            runtime_name: None,
-            provisioner: None,
-            instance_type: None,
-            cf_account_id: None,
-            cf_worker_name: None,
-            cf_worker_id: None,
-            cf_container_app_id: None,
-            cf_container_app_name: None,
-            r2_bucket_name: None,
-            secrets: vec![],
-            created_at: now,
-            updated_at: now,
-            last_ready_at: None,
-        }
+        clawplane_testkit::provisioning_instance(user)
     }
 
     #[test]

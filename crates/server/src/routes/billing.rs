@@ -10,7 +10,9 @@ use clawplane_domain::MicroUsd;
 use serde_json::Value;
 
 use crate::error::{ok, ApiError};
-use crate::extract::{control_user_id, idempotency_key, query_map, ApiUser, ControlAuth, JsonBody};
+use crate::extract::{
+    control_user_id, idempotency_key, limit, query_map, ApiUser, ControlAuth, JsonBody,
+};
 use crate::state::AppState;
 
 /// `GET /api/openclaw/billing/summary`: the caller's balance, month-to-date
@@ -34,14 +36,7 @@ pub async fn get_api_ledger(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let query = query_map(query.as_deref())?;
-    let limit = match query.get("limit") {
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| ApiError::bad_request("limit must be a whole number from 1 to 200"))?,
-        None => 50,
-    };
+    let limit = limit(&query, 50, 200)?;
     let page = state
         .ledger
         .entries(&user, query.get("before").map(String::as_str), limit)

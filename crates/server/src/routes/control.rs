@@ -15,7 +15,7 @@ use clawplane_store::NewAudit;
 use serde_json::{json, Value};
 
 use crate::error::{ok, ApiError};
-use crate::extract::{control_user_id, query_map, request_id, ControlAuth, JsonBody};
+use crate::extract::{control_user_id, limit, query_map, request_id, ControlAuth, JsonBody};
 use crate::instances::validate_provider_keys;
 use crate::state::AppState;
 
@@ -265,14 +265,7 @@ pub async fn get_audit(
 ) -> Result<Response, ApiError> {
     let query = query_map(query.as_deref())?;
     let user = control_user_id(&headers, &query, None)?;
-    let limit = match query.get("limit") {
-        None => 100,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::bad_request("limit must be a whole number from 1 to 1000"))?,
-    };
+    let limit = limit(&query, 100, 1000)?;
     Ok(ok(
         json!({ "entries": state.store.audit_entries(&user, limit).await? }),
     ))

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::{ok, ApiError};
-use crate::extract::{ApiUser, JsonBody, PathText};
+use crate::extract::{is_backup_id, ApiUser, JsonBody, PathText};
 use crate::runtime_client::GatewayAction;
 use crate::state::AppState;
 
@@ -119,11 +119,7 @@ pub async fn post_restore(
 ) -> Result<Response, ApiError> {
     let backup_id = body.backup_id.as_deref().map(str::trim);
     if let Some(id) = backup_id {
-        let valid = (1..=128).contains(&id.len())
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
-        if !valid {
+        if !is_backup_id(id) {
             return Err(ApiError::bad_request(
                 "backupId must be an id from the backup list",
             ));
