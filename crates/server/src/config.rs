@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use clawplane_billing::BillingConfig;
+use clawplane_domain::UserId;
 use clawplane_secrets::SecretString;
 
 use crate::instances::InstanceSettings;
@@ -24,6 +25,10 @@ pub struct ServerConfig {
     pub run_jobs: bool,
     /// Provisioning settings.
     pub instances: InstanceSettings,
+    /// `OA_INTERNAL_USER_ID`: the seed's single-user beta mode of the
+    /// console. Set, the console needs no sign-in and always shows this
+    /// user's instance; for an operator who puts it behind their own auth.
+    pub console_user: Option<UserId>,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +41,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             run_jobs: true,
             instances: InstanceSettings::default(),
+            console_user: None,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use clawplane_domain::UserId;
 use clawplane_runtime::install;
 use clawplane_secrets::SecretString;
 use clawplane_server::instances::InstanceSettings;
@@ -20,6 +21,9 @@ use crate::config::{BillingArgs, KeyArgs, StoreArgs};
 
 /// Settings of `serve`. Keys (`OA_CONTROL_KEY`, `OA_INTERNAL_KEY`,
 /// `OPENCLAW_ENCRYPTION_KEY`) come from the environment only.
+///
+/// The console's single-user beta mode: `OA_INTERNAL_USER_ID` (the seed's
+/// name) set, the console needs no sign-in and is that user's.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -34,6 +38,11 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub billing: BillingArgs,
+
+    /// The console's single-user beta mode: no sign-in, every visitor is
+    /// this user. Only for a console behind the operator's own authentication.
+    #[arg(long, env = "OA_INTERNAL_USER_ID", value_parser = parse_user_id)]
+    pub console_user: Option<UserId>,
 
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, env = "CLAWPLANE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
@@ -99,8 +108,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             provision_timeout: Duration::from_secs(args.provision_timeout_secs.max(10)),
             ..Default::default()
         },
+        console_user: args.console_user.clone(),
         ..Default::default()
     };
+    if let Some(user) = &config.console_user {
+        tracing::warn!(
+            %user,
+            "the console is in single-user mode (OA_INTERNAL_USER_ID): no sign-in; keep it behind your own authentication"
+        );
+    }
     if config.control_key.is_none() {
         tracing::warn!(
             "OA_CONTROL_KEY is not set: the /control/openclaw endpoints answer 500 until it is"
@@ -155,6 +171,10 @@ async fn provisioner(args: &ServeArgs) -> anyhow::Result<Arc<dyn Provisioner>> {
             })))
         }
     }
+}
+
+fn parse_user_id(s: &str) -> Result<UserId, String> {
+    UserId::parse(s.trim()).map_err(|e| e.to_string())
 }
 
 fn secret_env(name: &str) -> Option<SecretString> {

@@ -19,6 +19,7 @@ pub fn clawplane() -> Command {
         "CLAWPLANE_DATA_DIR",
         "OA_CONTROL_KEY",
         "OA_INTERNAL_KEY",
+        "OA_INTERNAL_USER_ID",
     ] {
         cmd.env_remove(var);
     }

@@ -12,7 +12,7 @@ use clawplane_domain::{Email, TokenName};
 use clawplane_secrets::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use super::pages::{account_page, sign_form};
+use super::pages::{account_page, sign_form, single_user_mode};
 use super::session::{
     check_pre_session_csrf, end_session, hash_password, start_session, verify_password, Session,
     MIN_PASSWORD_LEN,
@@ -51,6 +51,9 @@ pub async fn sign_up(
     headers: HeaderMap,
     FormMap(form): FormMap,
 ) -> Result<Response, ConsoleError> {
+    if let Some(to_console) = single_user_mode(&state) {
+        return Ok(to_console);
+    }
     check_pre_session_csrf(&jar, &form)?;
     let typed = field(&form, "email").chars().take(254).collect::<String>();
     let again = |jar, problem: &str| {
@@ -85,6 +88,9 @@ pub async fn sign_in(
     headers: HeaderMap,
     FormMap(form): FormMap,
 ) -> Result<Response, ConsoleError> {
+    if let Some(to_console) = single_user_mode(&state) {
+        return Ok(to_console);
+    }
     check_pre_session_csrf(&jar, &form)?;
     let typed = field(&form, "email").chars().take(254).collect::<String>();
     let wrong = "That email address and password do not match an account.";
@@ -256,6 +262,23 @@ pub async fn set_key(
     let keys: BTreeMap<String, SecretString> = [(name, value)].into();
     state.instances.merge_provider_keys(&s.user, keys).await?;
     Ok(done("/console/account", "key-saved"))
+}
+
+/// `POST /console/account/delete` `confirm=yes`: deletes the instance (a
+/// last backup first, kept), as `DELETE /api/openclaw/instance` does.
+pub async fn delete_instance(
+    State(state): State<AppState>,
+    s: Session,
+    FormMap(form): FormMap,
+) -> Result<Response, ConsoleError> {
+    s.check_csrf(&form)?;
+    if field(&form, "confirm") != "yes" {
+        return Err(ConsoleError::bad_request(
+            "Nothing was deleted: tick the box to confirm, then press Delete instance again.",
+        ));
+    }
+    state.instances.delete(&s.user).await?;
+    Ok(done("/console", "deleted"))
 }
 
 /// `POST /console/account/keys/remove`.

@@ -30,6 +30,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/console", get(pages::overview))
+        .route("/console/assets/console.js", get(script))
         .route(
             "/console/sign-up",
             get(pages::sign_up_page).post(actions::sign_up),
@@ -56,6 +57,19 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/account/keys", post(actions::set_key))
         .route("/console/account/keys/remove", post(actions::remove_keys))
+        .route("/console/account/delete", post(actions::delete_instance))
+}
+
+/// The console's script (progressive enhancement: live updates, forms
+/// without a full reload), built into the binary.
+async fn script() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/javascript; charset=utf-8",
+        )],
+        include_str!("../../assets/console.js"),
+    )
 }
 
 /// The console's own state.
@@ -65,12 +79,16 @@ pub struct ConsoleState {
     /// A hash checked when an address has no account, so that a wrong
     /// address takes as long as a wrong password.
     pub dummy_hash: String,
+    /// The form token of single-user mode (`OA_INTERNAL_USER_ID`), where
+    /// there is no session to keep one: fresh at every start.
+    pub single_user_csrf: String,
 }
 
 impl ConsoleState {
     /// A fresh state.
     pub fn new() -> Self {
         use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+        use clawplane_secrets::ExposeSecret;
         let dummy_hash = argon2::Argon2::default()
             .hash_password(
                 b"not a password of anyone",
@@ -81,6 +99,9 @@ impl ConsoleState {
         ConsoleState {
             throttle: session::Throttle::default(),
             dummy_hash,
+            single_user_csrf: clawplane_secrets::generate_token()
+                .expose_secret()
+                .to_owned(),
         }
     }
 }
@@ -93,8 +114,12 @@ impl Default for ConsoleState {
 
 /// What every signed-in page shows around its content.
 pub struct Chrome {
-    /// The signed-in address.
-    pub email: String,
+    /// Who is signed in.
+    pub label: String,
+    /// Whether to offer sign-out (not in single-user mode).
+    pub sign_out: bool,
+    /// Milliseconds between live updates of the page (with JavaScript), if any.
+    pub poll: Option<u32>,
     /// The form token.
     pub csrf: String,
     /// The sidebar: link, label, whether it is this page.
@@ -104,6 +129,21 @@ pub struct Chrome {
     /// A problem to show.
     pub problem: Option<String>,
 }
+
+impl Chrome {
+    /// Lets the page update itself every `ms` milliseconds (with JavaScript).
+    pub fn polling(mut self, ms: Option<u32>) -> Self {
+        self.poll = ms;
+        self
+    }
+}
+
+/// How often the pages that follow something live re-read themselves.
+pub const POLL_PROVISIONING_MS: u32 = 1500;
+/// Pending devices should appear within seconds.
+pub const POLL_DEVICES_MS: u32 = 3000;
+/// The runtime cards.
+pub const POLL_STATUS_MS: u32 = 5000;
 
 /// The sidebar's links.
 pub const LINKS: &[(&str, &str)] = &[
@@ -157,7 +197,7 @@ impl From<ApiError> for ConsoleError {
     fn from(e: ApiError) -> Self {
         ConsoleError {
             status: e.status,
-            message: e.message,
+            message: for_people(e.code, e.message),
         }
     }
 }
@@ -197,6 +237,35 @@ impl IntoResponse for ConsoleError {
     }
 }
 
+/// What an API error means for the person in front of the console.
+fn for_people(code: &str, message: String) -> String {
+    let fixed = match code {
+        "insufficient_credits" => {
+            "Your credits have run out, so your gateway cannot run. Credits are granted \
+             every month (the Billing page says when); ask the operator to add credits \
+             to start it sooner."
+        }
+        "runtime_unreachable" | "invalid_response" => {
+            "Your instance's runtime did not answer. It may be restarting: wait a minute \
+             and try again. If it keeps happening, restart the gateway on the Usage page."
+        }
+        "not_found" if message == "instance not found" => {
+            "You have no instance yet. Create one on the Create page."
+        }
+        "runtime_url_not_set" | "service_token_not_set" => {
+            "Your instance is still being created. Wait until the Create page says Ready."
+        }
+        "invalid_transition" | "invalid_status" => {
+            return format!(
+                "That cannot be done now ({message}). Reload the page to see the current state."
+            )
+        }
+        "runtime_error" => return format!("Your instance's runtime refused: {message}."),
+        _ => return message,
+    };
+    fixed.to_owned()
+}
+
 /// Renders a template into a page.
 pub fn render(t: &impl Template) -> Result<Response, ConsoleError> {
     Ok(Html(t.render()?).into_response())
@@ -222,6 +291,7 @@ pub fn notice_text(code: Option<&String>) -> Option<String> {
         "revoked" => "The token was revoked.",
         "key-saved" => "The key was saved; your gateway restarts to use it.",
         "keys-removed" => "The keys were removed.",
+        "deleted" => "Your instance was deleted. Its backups are kept.",
         _ => return None,
     };
     Some(text.to_owned())

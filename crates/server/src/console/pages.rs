@@ -14,14 +14,19 @@ use serde_json::Value;
 
 use super::session::{pre_session_csrf, Session};
 use super::view::{self, age_ms, badge, last_backup, text, usd, when, when_ms};
-use super::{notice_text, render, Chrome, ConsoleError, LINKS};
+use super::{
+    notice_text, render, Chrome, ConsoleError, LINKS, POLL_DEVICES_MS, POLL_PROVISIONING_MS,
+    POLL_STATUS_MS,
+};
 use crate::state::AppState;
 
 type Params = Query<HashMap<String, String>>;
 
 fn chrome(s: &Session, current: &'static str, q: &HashMap<String, String>) -> Chrome {
     Chrome {
-        email: s.account.email.as_str().to_owned(),
+        label: s.label.clone(),
+        sign_out: !s.single_user,
+        poll: None,
         csrf: s.csrf.clone(),
         links: LINKS
             .iter()
@@ -67,13 +72,36 @@ pub fn sign_form(
     Ok((jar, render(&page)?).into_response())
 }
 
+/// In single-user mode there is nobody to sign in: straight to the console.
+pub fn single_user_mode(state: &AppState) -> Option<Response> {
+    state
+        .config
+        .console_user
+        .is_some()
+        .then(|| axum::response::Redirect::to("/console").into_response())
+}
+
 /// `GET /console/sign-in`.
-pub async fn sign_in_page(jar: CookieJar, headers: HeaderMap) -> Result<Response, ConsoleError> {
+pub async fn sign_in_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+) -> Result<Response, ConsoleError> {
+    if let Some(to_console) = single_user_mode(&state) {
+        return Ok(to_console);
+    }
     sign_form(jar, &headers, false, String::new(), None)
 }
 
 /// `GET /console/sign-up`.
-pub async fn sign_up_page(jar: CookieJar, headers: HeaderMap) -> Result<Response, ConsoleError> {
+pub async fn sign_up_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+) -> Result<Response, ConsoleError> {
+    if let Some(to_console) = single_user_mode(&state) {
+        return Ok(to_console);
+    }
     sign_form(jar, &headers, true, String::new(), None)
 }
 
@@ -136,7 +164,7 @@ pub async fn overview(
         Err(note) => (None, note),
     };
     render(&Overview {
-        chrome: chrome(&s, "/console", &q),
+        chrome: chrome(&s, "/console", &q).polling(Some(POLL_STATUS_MS)),
         status_class,
         status_label,
         runtime_name: instance.as_ref().and_then(|i| i.runtime_name.clone()),
@@ -171,7 +199,9 @@ pub async fn create(
     let (status_class, status_label) = badge(instance.as_ref());
     let failed = status == Some(InstanceStatus::Error);
     render(&Create {
-        chrome: chrome(&s, "/console/create", &q),
+        chrome: chrome(&s, "/console/create", &q).polling(
+            (status == Some(InstanceStatus::Provisioning)).then_some(POLL_PROVISIONING_MS),
+        ),
         steps: view::steps(instance.as_ref())
             .into_iter()
             .map(|(label, state)| (label, state, state == "current"))
@@ -255,7 +285,7 @@ pub async fn security(
         Err(note) => (Some(note), Vec::new(), Vec::new()),
     };
     render(&Security {
-        chrome: chrome(&s, "/console/security", &q),
+        chrome: chrome(&s, "/console/security", &q).polling(Some(POLL_DEVICES_MS)),
         unavailable,
         pending,
         paired,
@@ -273,6 +303,8 @@ struct BackupRow {
 struct Usage {
     chrome: Chrome,
     unavailable: Option<String>,
+    /// Why the instance is stopped or failed (the billing job says so).
+    reason: Option<String>,
     state: String,
     version: String,
     last_backup: String,
@@ -287,6 +319,12 @@ pub async fn usage(
     Query(q): Params,
 ) -> Result<Response, ConsoleError> {
     let status = runtime_status(&state, &s).await;
+    let reason = state
+        .instances
+        .current(&s.user)
+        .await?
+        .filter(|i| matches!(i.status, InstanceStatus::Stopped | InstanceStatus::Error))
+        .and_then(|i| i.status_reason);
     let backups = match state.instances.target(&s.user).await {
         Ok((_, target)) => state
             .instances
@@ -324,8 +362,9 @@ pub async fn usage(
         })
         .collect();
     render(&Usage {
-        chrome: chrome(&s, "/console/usage", &q),
+        chrome: chrome(&s, "/console/usage", &q).polling(Some(POLL_STATUS_MS)),
         unavailable: status.as_ref().err().cloned(),
+        reason,
         state: gateway.clone().unwrap_or_else(|_| "unknown".into()),
         version: status
             .as_ref()
@@ -433,6 +472,9 @@ pub(super) struct AccountPage {
     pub(super) new_token: Option<String>,
     tokens: Vec<TokenRow>,
     key_names: Option<Vec<String>>,
+    user_id: String,
+    /// The runtime name (or id) of an instance that can be deleted.
+    deletable: Option<String>,
 }
 
 /// The account page, with a token just created shown once.
@@ -461,11 +503,19 @@ pub(super) async fn account_page(
         })
         .collect();
     let key_names = state.instances.provider_key_names(&s.user).await.ok();
+    let deletable = state
+        .instances
+        .current(&s.user)
+        .await?
+        .filter(|i| i.status != InstanceStatus::Deleted)
+        .map(|i| i.runtime_name.unwrap_or_else(|| i.id.to_string()));
     Ok(AccountPage {
         chrome: chrome(s, "/console/account", q),
         new_token,
         tokens,
         key_names,
+        user_id: s.user.to_string(),
+        deletable,
     })
 }
 

@@ -34,20 +34,30 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 10;
 
-/// A signed-in person.
+/// A signed-in person (or, in single-user mode, whoever reaches the console).
 pub struct Session {
-    /// Their account.
-    pub account: Account,
+    /// Who is signed in, as the sidebar shows it.
+    pub label: String,
     /// The user id of their instance and ledger.
     pub user: UserId,
     /// The token their forms carry.
     pub csrf: String,
+    /// Single-user mode (`OA_INTERNAL_USER_ID`): no sign-in, no sign-out.
+    pub single_user: bool,
 }
 
 impl FromRequestParts<AppState> for Session {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        if let Some(user) = &state.config.console_user {
+            return Ok(Session {
+                label: format!("{user} (single-user mode)"),
+                user: user.clone(),
+                csrf: state.console.single_user_csrf.clone(),
+                single_user: true,
+            });
+        }
         let jar = CookieJar::from_headers(&parts.headers);
         let Some(cookie) = jar.get(SESSION_COOKIE) else {
             return Err(Redirect::to("/console/sign-in").into_response());
@@ -63,9 +73,10 @@ impl FromRequestParts<AppState> for Session {
         let user = UserId::parse(&record.account.id)
             .map_err(|e| ConsoleError::internal(&e).into_response())?;
         Ok(Session {
-            account: record.account,
+            label: record.account.email.as_str().to_owned(),
             user,
             csrf: record.csrf_token,
+            single_user: false,
         })
     }
 }

@@ -123,3 +123,68 @@ mod tests {
         assert_eq!(states(&i), ["done", "done", "done", "done"]);
     }
 }
+
+/// The stylesheet's colours meet WCAG 2.x AA contrast (4.5:1 for text).
+#[cfg(test)]
+mod contrast {
+    const STYLE: &str = include_str!("../../templates/base.html");
+
+    /// A `--name:#rrggbb` colour of the stylesheet, or a literal `#rrggbb`.
+    fn colour(name: &str) -> [f64; 3] {
+        let hex = if let Some(hex) = name.strip_prefix('#') {
+            hex.to_owned()
+        } else {
+            let at = STYLE
+                .find(&format!("--{name}:#"))
+                .unwrap_or_else(|| panic!("--{name} in the stylesheet"));
+            STYLE[at + name.len() + 4..]
+                .chars()
+                .take_while(char::is_ascii_hexdigit)
+                .collect()
+        };
+        // `#abc` is `#aabbcc`.
+        let hex = if hex.len() == 3 {
+            hex.chars().flat_map(|c| [c, c]).collect()
+        } else {
+            hex
+        };
+        let channel = |i: usize| {
+            let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+            if c <= 0.04045 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        [channel(0), channel(2), channel(4)]
+    }
+
+    fn ratio(fg: &str, bg: &str) -> f64 {
+        let l = |c: [f64; 3]| 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+        let (a, b) = (l(colour(fg)), l(colour(bg)));
+        (a.max(b) + 0.05) / (a.min(b) + 0.05)
+    }
+
+    #[test]
+    fn every_text_colour_is_readable_on_its_background() {
+        // Backgrounds of the notices, read from the stylesheet.
+        let notice = &STYLE[STYLE.find(".notice").unwrap()..];
+        let notice_bg = &notice[notice.find("background:").unwrap() + 11..][..7];
+        let problem = &STYLE[STYLE.find(".problem").unwrap()..];
+        let problem_bg = &problem[problem.find("background:").unwrap() + 11..][..7];
+        for (fg, bg) in [
+            ("fg", "bg"),
+            ("muted", "bg"),
+            ("accent", "bg"),
+            ("ok", "bg"),
+            ("warn", "bg"),
+            ("bad", "bg"),
+            ("fg", notice_bg),
+            ("fg", problem_bg),
+        ] {
+            let r = ratio(fg, bg);
+            assert!(r >= 4.5, "{fg} on {bg}: {r:.2}:1, below 4.5:1");
+        }
+        assert!(ratio("#000000", "#ffffff") > 20.9, "the formula itself");
+    }
+}

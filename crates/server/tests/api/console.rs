@@ -10,14 +10,14 @@ use reqwest::{Client, StatusCode};
 use crate::helpers::{spawn_app, TestApp};
 
 /// A browser-like client: no redirects followed, cookies kept by hand.
-struct Browser<'a> {
+pub struct Browser<'a> {
     app: &'a TestApp,
     client: Client,
     cookies: HashMap<String, String>,
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub fn new(app: &'a TestApp) -> Self {
         Browser {
             app,
             client: Client::builder()
@@ -49,7 +49,7 @@ impl<'a> Browser<'a> {
         }
     }
 
-    async fn get(&mut self, path: &str) -> (StatusCode, String) {
+    pub async fn get(&mut self, path: &str) -> (StatusCode, String) {
         let r = self
             .client
             .get(format!("{}{path}", self.app.address))
@@ -61,7 +61,7 @@ impl<'a> Browser<'a> {
         (r.status(), r.text().await.unwrap())
     }
 
-    async fn post(
+    pub async fn post(
         &mut self,
         path: &str,
         form: &[(&str, &str)],
@@ -83,7 +83,7 @@ impl<'a> Browser<'a> {
     }
 
     /// The CSRF token of the page's forms.
-    fn csrf(page: &str) -> String {
+    pub fn csrf(page: &str) -> String {
         let at = page
             .find("name=\"csrf\" value=\"")
             .expect("a form with a CSRF token")
@@ -91,7 +91,7 @@ impl<'a> Browser<'a> {
         page[at..].split('"').next().unwrap().to_owned()
     }
 
-    async fn sign_up(
+    pub async fn sign_up(
         &mut self,
         email: &str,
         password: &str,
@@ -120,7 +120,7 @@ impl<'a> Browser<'a> {
     }
 }
 
-const PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "correct horse battery";
 
 #[tokio::test]
 async fn sign_up_sign_in_pages_and_sign_out() {

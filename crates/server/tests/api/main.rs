@@ -4,6 +4,7 @@ mod auth;
 mod bad_input;
 mod billing;
 mod console;
+mod console_more;
 mod control;
 mod helpers;
 mod runtime_client;

@@ -1,0 +1,125 @@
+// clawplane console: progressive enhancement. Every page works without this
+// script; with it, forms inside <main> are sent with fetch and only <main> is
+// replaced, and a <main data-poll="ms"> page re-reads itself every ms
+// milliseconds (the stepper, the runtime cards, pending devices).
+(function () {
+  "use strict";
+  var main = document.querySelector("main[data-live]");
+  if (!main || !window.fetch || !window.DOMParser) return;
+  document.documentElement.dataset.live = "on";
+
+  var busy = false;
+  var timer = null;
+
+  // Whether the person is in the middle of typing into a field of <main>.
+  function typing() {
+    var a = document.activeElement;
+    return !!a && main.contains(a) && /^(INPUT|TEXTAREA|SELECT)$/.test(a.tagName) &&
+      a.type !== "hidden" && a.type !== "submit" && a.value !== "";
+  }
+
+  // What identifies the focused control across a swap.
+  function focusKey() {
+    var a = document.activeElement;
+    if (!a || !main.contains(a)) return null;
+    if (a.id) return "#" + CSS.escape(a.id);
+    var form = a.closest("form");
+    if (form && a.tagName === "BUTTON") {
+      return 'form[action="' + CSS.escape(form.getAttribute("action")) + '"] button';
+    }
+    return null;
+  }
+
+  // Replaces <main> (and the title) with the same parts of another page.
+  function swap(html, url) {
+    var doc = new DOMParser().parseFromString(html, "text/html");
+    var next = doc.querySelector("main");
+    if (!next) return false;
+    var key = focusKey();
+    main.innerHTML = next.innerHTML;
+    if (next.hasAttribute("data-poll")) main.setAttribute("data-poll", next.getAttribute("data-poll"));
+    else main.removeAttribute("data-poll");
+    if (doc.title) document.title = doc.title;
+    if (url) history.replaceState(null, "", withoutNotice(url));
+    if (key) {
+      var again = main.querySelector(key);
+      if (again) again.focus();
+    }
+    schedule();
+    return true;
+  }
+
+  // A notice belongs to the moment of its action, not to the address.
+  function withoutNotice(url) {
+    var u = new URL(url, location.href);
+    u.searchParams.delete("notice");
+    return u.pathname + u.search;
+  }
+
+  function signedOut(r) {
+    return r.redirected && new URL(r.url).pathname === "/console/sign-in";
+  }
+
+  function schedule() {
+    if (timer) clearTimeout(timer);
+    timer = null;
+    var every = parseInt(main.getAttribute("data-poll") || "", 10);
+    if (every > 0) timer = setTimeout(poll, Math.max(every, 500));
+  }
+
+  function poll() {
+    timer = null;
+    if (busy || document.hidden || typing()) return schedule();
+    busy = true;
+    fetch(withoutNotice(location.href), { credentials: "same-origin", headers: { "X-Console-Live": "1" } })
+      .then(function (r) {
+        // Signed out meanwhile: go to the sign-in page.
+        if (signedOut(r)) { location.assign(r.url); return null; }
+        return r.ok ? r.text() : null;
+      })
+      .then(function (html) { busy = false; if (html === null || !swap(html)) schedule(); })
+      .catch(function () { busy = false; schedule(); });
+  }
+
+  main.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || form.method.toLowerCase() !== "post") return;
+    event.preventDefault();
+    if (busy) return;
+    busy = true;
+    var button = event.submitter || form.querySelector("button");
+    var label = button ? button.textContent : "";
+    if (button) { button.disabled = true; button.textContent = "Working…"; }
+    main.setAttribute("aria-busy", "true");
+    fetch(form.action, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-Console-Live": "1" },
+      body: new URLSearchParams(new FormData(form)),
+    })
+      .then(function (r) { return r.text().then(function (html) { return { r: r, html: html }; }); })
+      .then(function (x) {
+        busy = false;
+        main.removeAttribute("aria-busy");
+        if (signedOut(x.r)) { location.assign(x.r.url); return; }
+        // After a redirect the address is the page landed on; a page
+        // answered in place (a new token, an error) keeps the address.
+        if (!swap(x.html, x.r.redirected ? x.r.url : null)) { location.assign(location.href); return; }
+        var notice = main.querySelector("[role=status], [role=alert]");
+        if (notice) { notice.setAttribute("tabindex", "-1"); notice.focus(); }
+      })
+      .catch(function () {
+        busy = false;
+        main.removeAttribute("aria-busy");
+        if (button) { button.disabled = false; button.textContent = label; }
+        // Not sent again by itself: the action may have happened.
+        var p = document.createElement("p");
+        p.className = "problem";
+        p.setAttribute("role", "alert");
+        p.textContent = "The console could not be reached, so the result is unknown. Check your connection, reload the page, and try again if nothing changed.";
+        main.insertBefore(p, main.firstChild);
+      });
+  });
+
+  schedule();
+})();
