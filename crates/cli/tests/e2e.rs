@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clawplane_testkit::device::{Outcome, TestDevice};
+use common::api::Api;
 use common::{processes_under, Reaper, Server, CONTROL_KEY};
 use reqwest::{Client, Method};
 use serde_json::Value;
@@ -20,75 +21,6 @@ use serde_json::Value;
 const INTERNAL_KEY: &str = "internal-key-for-e2e-tests-0123456789";
 const USER: &str = "e2e-user@example.com";
 const ENCRYPTION_KEY: &str = "6b1f3c0e9d2a4b5c8e7f6a5b4c3d2e1f00112233445566778899aabbccddeeff";
-
-struct Api<'a> {
-    client: Client,
-    server: &'a Server,
-}
-
-impl Api<'_> {
-    async fn call(&self, method: Method, path: &str) -> (u16, Value) {
-        let response = self
-            .client
-            .request(method, format!("{}{path}", self.server.address))
-            .header("x-oa-internal-key", INTERNAL_KEY)
-            .header("x-oa-user-id", USER)
-            .send()
-            .await
-            .expect("request sent");
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.expect("a JSON envelope");
-        assert_eq!(body["ok"], status < 400, "{status} {body}");
-        (status, body)
-    }
-
-    async fn put_json(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .client
-            .put(format!("{}{path}", self.server.address))
-            .header("x-oa-internal-key", INTERNAL_KEY)
-            .header("x-oa-user-id", USER)
-            .json(&body)
-            .send()
-            .await
-            .expect("request sent");
-        let status = response.status().as_u16();
-        (status, response.json().await.expect("a JSON envelope"))
-    }
-
-    async fn control(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.server.address))
-            .header("x-oa-control-key", CONTROL_KEY)
-            .send()
-            .await
-            .expect("request sent");
-        let status = response.status().as_u16();
-        (status, response.json().await.expect("a JSON envelope"))
-    }
-
-    /// Polls the instance until `status` (bounded).
-    async fn wait_for(&self, status: &str, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let (_, body) = self.call(Method::GET, "/api/openclaw/instance").await;
-            let instance = body["data"].clone();
-            if instance["status"] == status {
-                return instance;
-            }
-            assert_ne!(
-                instance["status"], "error",
-                "provisioning failed: {instance}"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "not {status} in time: {instance}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-}
 
 fn runtime_record(data_dir: &Path, id: &str) -> Value {
     let text = std::fs::read_to_string(data_dir.join("instances").join(id).join("runtime.json"))
@@ -131,6 +63,8 @@ async fn the_whole_flow(database_url: Option<&str>) {
     let api = Api {
         client: client.clone(),
         server: &server,
+        user: USER,
+        internal_key: INTERNAL_KEY,
     };
 
     // Create: answered at once with `provisioning`; a second call is the same instance.
@@ -269,6 +203,8 @@ async fn the_whole_flow(database_url: Option<&str>) {
     let api = Api {
         client: client.clone(),
         server: &server,
+        user: USER,
+        internal_key: INTERNAL_KEY,
     };
     let (_, instance) = api.call(Method::GET, "/api/openclaw/instance").await;
     assert_eq!(instance["data"]["id"], id.as_str());
@@ -379,6 +315,8 @@ async fn a_crash_during_provisioning_recovers_without_a_duplicate() {
     let api = Api {
         client: client.clone(),
         server: &server,
+        user: USER,
+        internal_key: INTERNAL_KEY,
     };
     let (_, created) = api.call(Method::POST, "/api/openclaw/instance").await;
     assert_eq!(created["data"]["status"], "provisioning");
@@ -392,6 +330,8 @@ async fn a_crash_during_provisioning_recovers_without_a_duplicate() {
     let api = Api {
         client: client.clone(),
         server: &server,
+        user: USER,
+        internal_key: INTERNAL_KEY,
     };
     let ready = api.wait_for("ready", Duration::from_secs(240)).await;
     assert_eq!(ready["id"], id.as_str(), "the same instance");

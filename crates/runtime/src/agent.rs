@@ -63,6 +63,8 @@ pub struct Shared {
     pub storage_lock: Mutex<()>,
     /// The installed OpenClaw version.
     pub openclaw_version: String,
+    /// The ingress's connection pool to the gateway.
+    pub proxy: clawplane_proxy::Proxy,
 }
 
 /// A built agent, not yet running.
@@ -144,6 +146,13 @@ impl Agent {
             last_backup,
             storage_lock: Mutex::new(()),
             openclaw_version: installation.version,
+            // The front door (`clawplane serve`) enforces the operator's
+            // idle and total limits; this hop only bounds what it must.
+            proxy: clawplane_proxy::Proxy::new(clawplane_proxy::Limits {
+                idle: std::time::Duration::from_secs(24 * 60 * 60),
+                total: std::time::Duration::from_secs(30 * 24 * 60 * 60),
+                ..clawplane_proxy::Limits::default()
+            }),
         });
         Ok(Agent {
             shared,

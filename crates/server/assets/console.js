@@ -8,7 +8,8 @@
   if (!main || !window.fetch || !window.DOMParser) return;
   document.documentElement.dataset.live = "on";
 
-  var busy = false;
+  var sending = false;   // a form is on its way
+  var polling = null;    // the AbortController of a poll in flight
   var timer = null;
 
   // Whether the person is in the middle of typing into a field of <main>.
@@ -60,6 +61,10 @@
     return r.redirected && new URL(r.url).pathname === "/console/sign-in";
   }
 
+  function setButtons(disabled) {
+    Array.prototype.forEach.call(main.querySelectorAll("button"), function (b) { b.disabled = disabled; });
+  }
+
   function schedule() {
     if (timer) clearTimeout(timer);
     timer = null;
@@ -69,27 +74,39 @@
 
   function poll() {
     timer = null;
-    if (busy || document.hidden || typing()) return schedule();
-    busy = true;
-    fetch(withoutNotice(location.href), { credentials: "same-origin", headers: { "X-Console-Live": "1" } })
+    if (sending || polling || document.hidden || typing()) return schedule();
+    var mine = polling = new AbortController();
+    fetch(withoutNotice(location.href), {
+      credentials: "same-origin",
+      headers: { "X-Console-Live": "1" },
+      signal: mine.signal,
+    })
       .then(function (r) {
         // Signed out meanwhile: go to the sign-in page.
         if (signedOut(r)) { location.assign(r.url); return null; }
         return r.ok ? r.text() : null;
       })
-      .then(function (html) { busy = false; if (html === null || !swap(html)) schedule(); })
-      .catch(function () { busy = false; schedule(); });
+      .then(function (html) {
+        if (polling !== mine) return; // overtaken by a form
+        polling = null;
+        if (html === null || !swap(html)) schedule();
+      })
+      .catch(function () { if (polling === mine) { polling = null; schedule(); } });
   }
 
   main.addEventListener("submit", function (event) {
     var form = event.target;
     if (!(form instanceof HTMLFormElement) || form.method.toLowerCase() !== "post") return;
     event.preventDefault();
-    if (busy) return;
-    busy = true;
+    if (sending) return; // one action at a time: the buttons say so
+    sending = true;
+    // A form wins over a poll: the poll's page would be older anyway.
+    if (polling) { polling.abort(); polling = null; }
+    if (timer) { clearTimeout(timer); timer = null; }
     var button = event.submitter || form.querySelector("button");
     var label = button ? button.textContent : "";
-    if (button) { button.disabled = true; button.textContent = "Working…"; }
+    setButtons(true);
+    if (button) button.textContent = "Working…";
     main.setAttribute("aria-busy", "true");
     fetch(form.action, {
       method: "POST",
@@ -99,7 +116,7 @@
     })
       .then(function (r) { return r.text().then(function (html) { return { r: r, html: html }; }); })
       .then(function (x) {
-        busy = false;
+        sending = false;
         main.removeAttribute("aria-busy");
         if (signedOut(x.r)) { location.assign(x.r.url); return; }
         // After a redirect the address is the page landed on; a page
@@ -109,9 +126,10 @@
         if (notice) { notice.setAttribute("tabindex", "-1"); notice.focus(); }
       })
       .catch(function () {
-        busy = false;
+        sending = false;
         main.removeAttribute("aria-busy");
-        if (button) { button.disabled = false; button.textContent = label; }
+        setButtons(false);
+        if (button) button.textContent = label;
         // Not sent again by itself: the action may have happened.
         var p = document.createElement("p");
         p.className = "problem";

@@ -6,6 +6,7 @@ use clawplane_billing::BillingConfig;
 use clawplane_domain::UserId;
 use clawplane_secrets::SecretString;
 
+use crate::ingress::IngressConfig;
 use crate::instances::InstanceSettings;
 
 /// Everything `clawplane serve` needs besides the store and the key ring.
@@ -29,6 +30,8 @@ pub struct ServerConfig {
     /// console. Set, the console needs no sign-in and always shows this
     /// user's instance; for an operator who puts it behind their own auth.
     pub console_user: Option<UserId>,
+    /// The front door to the gateways.
+    pub ingress: IngressConfig,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +45,7 @@ impl Default for ServerConfig {
             run_jobs: true,
             instances: InstanceSettings::default(),
             console_user: None,
+            ingress: IngressConfig::default(),
         }
     }
 }

@@ -11,12 +11,14 @@
 //! - [`runtime_client`]: the typed client of each instance's runtime agent;
 //! - [`provision`]: the `local` and `static` provisioners;
 //! - [`metrics`]: the Prometheus registry and the request middleware;
-//! - [`console`]: the web console (server-rendered pages, sign-in, sessions).
+//! - [`console`]: the web console (server-rendered pages, sign-in, sessions);
+//! - [`ingress`]: the front door from `<runtime_name>.<domain>` to a gateway.
 
 pub mod config;
 pub mod console;
 pub mod error;
 pub mod extract;
+pub mod ingress;
 pub mod instances;
 pub mod metrics;
 pub mod provision;

@@ -52,6 +52,7 @@ impl Application {
             instances,
             metrics,
             console: Arc::new(crate::console::ConsoleState::new()),
+            ingress: clawplane_proxy::Proxy::new(config.ingress.limits),
             config: Arc::new(config),
         };
         Application { listener, state }
@@ -90,13 +91,16 @@ impl Application {
         let store = state.store.clone();
         let instances = state.instances.clone();
         let signal = token.clone();
-        let serve = axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: finishing in-flight requests");
-                signal.cancel();
-            })
-            .into_future();
+        let serve = axum::serve(
+            listener,
+            router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            signal.cancel();
+        })
+        .into_future();
         tokio::pin!(serve);
         let result = tokio::select! {
             r = &mut serve => r,

@@ -26,4 +26,6 @@ pub struct AppState {
     pub console: Arc<crate::console::ConsoleState>,
     /// Settings.
     pub config: Arc<ServerConfig>,
+    /// The ingress's connection pool to the runtimes.
+    pub ingress: clawplane_proxy::Proxy,
 }

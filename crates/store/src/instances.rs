@@ -5,7 +5,9 @@
 //! writer got there first the check is repeated against the new status.
 
 use chrono::{DateTime, Utc};
-use clawplane_domain::{Instance, InstanceFields, InstanceId, InstanceStatus, SecretName, UserId};
+use clawplane_domain::{
+    Instance, InstanceFields, InstanceId, InstanceStatus, RuntimeName, SecretName, UserId,
+};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -105,6 +107,21 @@ impl Store {
             "SELECT {COLUMNS} FROM openclaw_instances WHERE user_id = $1 AND status <> 'deleted'"
         ))
         .bind(user.as_str().to_owned())
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(instance_from_row).transpose()
+    }
+
+    /// The live (not deleted) instance with this runtime name, if any: how
+    /// the ingress finds the instance of a host name.
+    pub async fn live_instance_by_runtime_name(
+        &self,
+        name: &RuntimeName,
+    ) -> Result<Option<Instance>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM openclaw_instances WHERE runtime_name = $1 AND status <> 'deleted'"
+        ))
+        .bind(name.as_str().to_owned())
         .fetch_optional(&self.read)
         .await?;
         row.as_ref().map(instance_from_row).transpose()

@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use clawplane_domain::UserId;
 use clawplane_runtime::install;
 use clawplane_secrets::SecretString;
+use clawplane_server::ingress::IngressConfig;
 use clawplane_server::instances::InstanceSettings;
 use clawplane_server::provision::local::{LocalProvisioner, LocalSettings};
 use clawplane_server::provision::static_env::{StaticProvisioner, StaticSettings};
@@ -43,6 +44,24 @@ pub struct ServeArgs {
     /// this user. Only for a console behind the operator's own authentication.
     #[arg(long, env = "OA_INTERNAL_USER_ID", value_parser = parse_user_id)]
     pub console_user: Option<UserId>,
+
+    /// Host names `<runtime_name>.<domain>` reach that instance's gateway
+    /// through `serve` (on the default, `<runtime_name>.localhost:<port>`).
+    #[arg(long, env = "CLAWPLANE_INGRESS_DOMAIN", default_value = "localhost")]
+    pub ingress_domain: String,
+
+    /// Proxies in front of `serve` whose `X-Forwarded-For` is believed
+    /// (comma-separated addresses); nobody's by default.
+    #[arg(long, env = "CLAWPLANE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
+    /// A gateway WebSocket without traffic either way is closed after this.
+    #[arg(long, env = "CLAWPLANE_INGRESS_IDLE_SECS", default_value_t = 600)]
+    pub ingress_idle_secs: u64,
+
+    /// A gateway WebSocket is closed after this, traffic or not.
+    #[arg(long, env = "CLAWPLANE_INGRESS_MAX_SECS", default_value_t = 86_400)]
+    pub ingress_max_secs: u64,
 
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, env = "CLAWPLANE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
@@ -109,6 +128,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ..Default::default()
         },
         console_user: args.console_user.clone(),
+        ingress: IngressConfig {
+            domain: args
+                .ingress_domain
+                .trim()
+                .trim_matches('.')
+                .to_ascii_lowercase(),
+            trusted_proxies: args.trusted_proxies.clone(),
+            limits: clawplane_proxy::Limits {
+                idle: Duration::from_secs(args.ingress_idle_secs.max(1)),
+                total: Duration::from_secs(args.ingress_max_secs.max(1)),
+                ..Default::default()
+            },
+        },
         ..Default::default()
     };
     if let Some(user) = &config.console_user {

@@ -4,11 +4,13 @@
 //! Every `/v1` request must carry the service token in
 //! `X-OpenAgents-Service-Token` or `Authorization: Bearer`, compared in
 //! constant time with `OPENAGENTS_SERVICE_TOKEN`. Every reply, errors
-//! included, is the envelope.
+//! included, is the envelope. `/gateway/...` is the ingress's last hop to
+//! the gateway ([`ingress`]).
 
 mod devices;
 pub mod error;
 mod gateway;
+mod ingress;
 mod status;
 mod storage;
 
@@ -18,7 +20,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use clawplane_secrets::{constant_time_eq, ExposeSecret};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -65,6 +67,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
             HeaderValue::from_static("no-store"),
         ))
         .layer(DefaultBodyLimit::max(body_limit))
+        // The ingress streams bodies and answers with the gateway's own
+        // headers: outside the envelope's layers.
+        .route(ingress::PREFIX, any(ingress::forward))
+        .route("/gateway/", any(ingress::forward))
+        .route("/gateway/{*rest}", any(ingress::forward))
         .with_state(shared)
 }
 

@@ -139,6 +139,9 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(cors)
         .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(330)))
+        // Gateway traffic leaves here: outside the API's CORS, body limit,
+        // timeout and metrics; inside request ids and tracing.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::ingress::route_by_host))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {

@@ -1,0 +1,115 @@
+//! `/gateway/...`: the ingress's last hop. The control plane forwards a
+//! client's HTTP request or WebSocket here with the service token in
+//! `X-OpenAgents-Service-Token` (never in `Authorization`, which belongs to
+//! the gateway's own clients) and the client's address in
+//! `X-Forwarded-For`. The agent forwards it to its gateway on loopback,
+//! vouching for that address: the gateway trusts only loopback as its proxy
+//! (`gateway.trustedProxies`), so a device arriving this way is a remote
+//! device with its real address, and needs approval.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use clawplane_proxy::Upstream;
+use clawplane_secrets::{constant_time_eq, ExposeSecret};
+
+use super::error::ApiError;
+use super::SERVICE_TOKEN_HEADER;
+use crate::agent::Shared;
+
+/// The path prefix of the ingress on the agent.
+pub const PREFIX: &str = "/gateway";
+
+/// Any method on `/gateway` and below.
+pub async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) -> Response {
+    let given = request.headers().get(SERVICE_TOKEN_HEADER);
+    let expected = shared.config.service_token.expose_secret().as_bytes();
+    if !given.is_some_and(|t| !t.is_empty() && constant_time_eq(t.as_bytes(), expected)) {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid service token: send X-OpenAgents-Service-Token",
+        )
+        .into_response();
+    }
+    // Without an address the gateway would take the request for a local
+    // one and approve its device silently: the control plane must say who.
+    let Some(client) = request
+        .headers()
+        .get("x-forwarded-for")
+        .filter(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.trim().parse::<std::net::IpAddr>().is_ok())
+        })
+        .cloned()
+    else {
+        return ApiError::bad_request("X-Forwarded-For must name the client's address")
+            .into_response();
+    };
+    let proto = request.headers().get("x-forwarded-proto").cloned();
+    let Some(uri) = without_prefix(request.uri()) else {
+        return ApiError::bad_request("bad path").into_response();
+    };
+    *request.uri_mut() = uri;
+
+    let mut set_headers = HeaderMap::new();
+    set_headers.insert(HeaderName::from_static("x-forwarded-for"), client);
+    set_headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        proto.unwrap_or(HeaderValue::from_static("http")),
+    );
+    let upstream = Upstream {
+        authority: format!("127.0.0.1:{}", shared.config.gateway_port),
+        path_prefix: String::new(),
+        set_headers,
+        strip: vec![HeaderName::from_static(SERVICE_TOKEN_HEADER)],
+    };
+    match shared
+        .proxy
+        .forward(request.map(Body::new), &upstream)
+        .await
+    {
+        Ok(response) => response,
+        Err(e) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "gateway_unreachable",
+            format!("{e}: the gateway may be starting or stopped"),
+        )
+        .into_response(),
+    }
+}
+
+/// `/gateway/x?y` as `/x?y`.
+fn without_prefix(uri: &Uri) -> Option<Uri> {
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    let rest = pq.strip_prefix(PREFIX)?;
+    let rest = if rest.is_empty() || rest.starts_with('?') {
+        format!("/{rest}")
+    } else if rest.starts_with('/') {
+        rest.to_owned()
+    } else {
+        return None;
+    };
+    rest.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefix_is_removed_and_nothing_else() {
+        let p = |s: &str| without_prefix(&s.parse().unwrap()).map(|u| u.to_string());
+        assert_eq!(p("/gateway").as_deref(), Some("/"));
+        assert_eq!(p("/gateway/").as_deref(), Some("/"));
+        assert_eq!(p("/gateway?a=1").as_deref(), Some("/?a=1"));
+        assert_eq!(
+            p("/gateway/v1/responses?x").as_deref(),
+            Some("/v1/responses?x")
+        );
+        assert_eq!(p("/gatewayx"), None);
+    }
+}
