@@ -620,6 +620,26 @@ async fn flow(b: Browser, ctx: Context) -> Vec<String> {
     assert_eq!(instance["status"], "ready", "{instance}");
     let id = instance["id"].as_str().unwrap().to_owned();
 
+    // The overview offers the gateway through the ingress, on this port.
+    b.click(r#"nav a[href="/console"]"#).await;
+    b.wait_for_text("#instance-status", "Ready", minute).await;
+    let open = b
+        .eval(
+            "return document.querySelector('#open-openclaw').getAttribute('href');",
+            vec![],
+        )
+        .await;
+    let port = ctx.base.rsplit(':').next().unwrap().to_owned();
+    assert_eq!(
+        open,
+        json!(format!(
+            "http://{}.localhost:{port}/",
+            instance["runtime_name"].as_str().unwrap()
+        )),
+        "Open OpenClaw"
+    );
+    b.screenshot("overview-ready").await;
+
     // Security: a real device asks to pair while the page is open; its row
     // appears by itself; Approve; the device connects.
     b.click(r#"nav a[href="/console/security"]"#).await;

@@ -123,6 +123,8 @@ struct Overview {
     reason: Option<String>,
     runtime: Option<RuntimeCard>,
     runtime_note: String,
+    /// The gateway's address through the ingress, when it is ready.
+    open_url: Option<String>,
 }
 
 /// The runtime's status, or what to tell the person instead.
@@ -144,6 +146,7 @@ async fn runtime_status(state: &AppState, s: &Session) -> Result<Value, String> 
 pub async fn overview(
     State(state): State<AppState>,
     s: Session,
+    headers: HeaderMap,
     Query(q): Params,
 ) -> Result<Response, ConsoleError> {
     let instance = state.instances.current(&s.user).await?;
@@ -172,6 +175,11 @@ pub async fn overview(
         reason: instance.as_ref().and_then(|i| i.status_reason.clone()),
         runtime,
         runtime_note,
+        open_url: instance
+            .as_ref()
+            .filter(|i| i.status == InstanceStatus::Ready)
+            .and_then(|i| i.runtime_name.as_deref())
+            .map(|name| view::gateway_url(name, &state.config.ingress.domain, &headers)),
     })
 }
 

@@ -46,6 +46,21 @@ pub fn steps(instance: Option<&Instance>) -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
+/// The gateway's address through the ingress, on the console's own port
+/// and scheme: `http://<runtime_name>.<domain>:<port>/`.
+pub fn gateway_url(runtime_name: &str, domain: &str, headers: &axum::http::HeaderMap) -> String {
+    let port = crate::ingress::port_suffix(headers);
+    let scheme = if headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+    {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{runtime_name}.{domain}{port}/")
+}
+
 /// `2026-11-24 09:30 UTC`.
 pub fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()

@@ -192,17 +192,21 @@ fn split_runtime_url(url: &str) -> Option<(String, String)> {
     (!authority.is_empty()).then(|| (authority.to_owned(), path.to_owned()))
 }
 
-/// The console's address as seen from an ingress host (the same port).
-fn console_url(headers: &HeaderMap, domain: &str) -> String {
-    let port = headers
+/// `:8080` when the request's `Host` names a port, else empty.
+pub fn port_suffix(headers: &HeaderMap) -> String {
+    headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.rsplit_once(':'))
         .map(|(_, p)| p)
-        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         .map(|p| format!(":{p}"))
-        .unwrap_or_default();
-    format!("http://{domain}{port}/console")
+        .unwrap_or_default()
+}
+
+/// The console's address as seen from an ingress host (the same port).
+fn console_url(headers: &HeaderMap, domain: &str) -> String {
+    format!("http://{domain}{}/console", port_suffix(headers))
 }
 
 #[derive(Template)]
