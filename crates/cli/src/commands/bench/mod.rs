@@ -2,6 +2,7 @@
 //! `docs/benchmarks.md`. Each measures side by side in one run and stops by
 //! itself; none sends traffic beyond loopback.
 
+mod console;
 mod ledger;
 mod runtime;
 mod serve;
@@ -14,6 +15,9 @@ use clap::Subcommand;
 /// Benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// The web console: server-side render time of each page against
+    /// `GET /healthz`, with a ready instance.
+    Console(console::ConsoleBenchArgs),
     /// Ledger throughput and balance-read latency on SQLite and PostgreSQL.
     Ledger(ledger::LedgerBenchArgs),
     /// The runtime agent against the OpenClaw CLI, `tar czf` and the gateway.
@@ -26,6 +30,7 @@ pub enum BenchCommand {
 /// Runs a benchmark.
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
+        BenchCommand::Console(args) => console::run(args).await,
         BenchCommand::Ledger(args) => ledger::run(args).await,
         BenchCommand::Runtime(args) => runtime::run(args).await,
         BenchCommand::Serve(args) => serve::run(args).await,
