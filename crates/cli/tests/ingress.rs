@@ -159,6 +159,24 @@ async fn a_device_reaches_its_gateway_through_the_front_door() {
         "paired, through the door: {second:?}"
     );
 
+    // The door counts what it did.
+    let metrics = client
+        .get(format!("{}/metrics", server.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for outcome in ["forwarded", "websocket", "not_found"] {
+        assert!(
+            metrics.contains(&format!(
+                "clawplane_ingress_requests_total{{outcome=\"{outcome}\"}}"
+            )),
+            "{outcome} counted: {metrics}"
+        );
+    }
+
     // Deleted: the door closes.
     let (status, _) = api.call(Method::DELETE, "/api/openclaw/instance").await;
     assert_eq!(status, 200);

@@ -41,6 +41,9 @@
     if (next.hasAttribute("data-poll")) main.setAttribute("data-poll", next.getAttribute("data-poll"));
     else main.removeAttribute("data-poll");
     if (doc.title) document.title = doc.title;
+    // The sidebar marks the page landed on.
+    var nav = document.querySelector("nav"), nextNav = doc.querySelector("nav");
+    if (nav && nextNav) nav.innerHTML = nextNav.innerHTML;
     if (url) history.replaceState(null, "", withoutNotice(url));
     if (key) {
       var again = main.querySelector(key);

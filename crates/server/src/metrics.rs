@@ -68,6 +68,7 @@ struct Inner {
     instances: Family<StatusLabels, Gauge>,
     provisioning: HistogramFamily<OutcomeLabels>,
     ledger: Family<LedgerLabels, Counter>,
+    ingress: Family<OutcomeLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -96,6 +97,7 @@ impl Metrics {
         let provisioning: HistogramFamily<OutcomeLabels> =
             Family::new_with_constructor(provisioning_histogram);
         let ledger = Family::<LedgerLabels, Counter>::default();
+        let ingress = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "clawplane_http_requests",
             "HTTP requests by route and status",
@@ -121,6 +123,11 @@ impl Metrics {
             "Credit ledger operations by kind and outcome",
             ledger.clone(),
         );
+        registry.register(
+            "clawplane_ingress_requests",
+            "Requests at the front door to the gateways, by outcome",
+            ingress.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -129,6 +136,7 @@ impl Metrics {
                 instances,
                 provisioning,
                 ledger,
+                ingress,
             }),
         }
     }
@@ -147,6 +155,15 @@ impl Metrics {
         self.inner
             .ledger
             .get_or_create(&LedgerLabels { operation, outcome })
+            .inc();
+    }
+
+    /// Records one request at the ingress: `forwarded`, `websocket`,
+    /// `not_found`, `unavailable` or `unreachable`.
+    pub fn ingress(&self, outcome: &'static str) {
+        self.inner
+            .ingress
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 

@@ -78,8 +78,24 @@ pub async fn route_by_host(
     };
     let console = console_url(request.headers(), domain);
     match forward(&state, &label, request).await {
-        Ok(response) => response,
-        Err((status, message)) => page(status, &message, &console),
+        Ok(response) => {
+            state
+                .metrics
+                .ingress(if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    "websocket"
+                } else {
+                    "forwarded"
+                });
+            response
+        }
+        Err((status, message)) => {
+            state.metrics.ingress(match status {
+                StatusCode::NOT_FOUND => "not_found",
+                StatusCode::BAD_GATEWAY => "unreachable",
+                _ => "unavailable",
+            });
+            page(status, &message, &console)
+        }
     }
 }
 
