@@ -107,36 +107,7 @@ impl Drop for Server {
 
 /// Processes (runtimes, gateways) whose command line or environment names
 /// `dir`.
-pub fn processes_under(dir: &Path) -> Vec<i32> {
-    let needle = dir.to_string_lossy().into_owned();
-    let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat
-            .rfind(')')
-            .is_some_and(|i| stat[i + 2..].starts_with('Z'))
-        {
-            continue;
-        }
-        let mut text = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        text.extend(std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default());
-        if String::from_utf8_lossy(&text).contains(&needle) {
-            out.push(pid);
-        }
-    }
-    out
-}
+pub use clawplane_runtime::gateway::process::mentioning as processes_under;
 
 /// Kills (SIGKILL) every process left under a directory when dropped, so a
 /// failing test leaves no runtime or gateway behind.

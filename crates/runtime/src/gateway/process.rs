@@ -108,6 +108,40 @@ pub fn kill_leftovers(pgid: u32, known: &[u32]) {
     signal_all(pgid, &alive, Signal::SIGKILL);
 }
 
+/// Live processes (not this one, not zombies) whose command line or
+/// environment names `dir`: what a data directory's runtimes and gateways
+/// look like from outside, for cleanup after tests and benchmarks.
+pub fn mentioning(dir: &std::path::Path) -> Vec<i32> {
+    let needle = dir.to_string_lossy().into_owned();
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rfind(')')
+            .is_some_and(|i| stat.get(i + 2..).is_some_and(|s| s.starts_with('Z')))
+        {
+            continue;
+        }
+        let mut text = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        text.extend(std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default());
+        if String::from_utf8_lossy(&text).contains(&needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,7 @@ use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::stats::{median, ms, p95, p99};
+use super::stats::{machine, median, ms, p95, p99};
 
 /// Settings of the console benchmark.
 #[derive(Debug, Args)]
@@ -550,39 +550,6 @@ fn print_report(
             m.failures
         );
     }
-}
-
-/// Cores, memory and operating system of this machine.
-fn machine() -> String {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get().to_string())
-        .unwrap_or_else(|_| "?".into());
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map(|kib| format!("{:.1} GiB", kib as f64 / (1024.0 * 1024.0)))
-        .unwrap_or_else(|| "? GiB".into());
-    let os = std::fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|r| {
-            r.lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-                .map(|v| v.trim_matches('"').to_owned())
-        })
-        .unwrap_or_else(|| std::env::consts::OS.to_owned());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cores} cores ({cpu}), {memory} memory, {os}")
 }
 
 /// The value of cookie `name` set by `response`.

@@ -3,6 +3,7 @@
 //! itself; none sends traffic beyond loopback.
 
 mod console;
+mod ingress;
 mod ledger;
 mod runtime;
 mod serve;
@@ -18,6 +19,9 @@ pub enum BenchCommand {
     /// The web console: server-side render time of each page against
     /// `GET /healthz`, with a ready instance.
     Console(console::ConsoleBenchArgs),
+    /// The gateway ingress against direct loopback to the gateway: HTTP and
+    /// WebSocket round trips, and WebSockets held with memory per connection.
+    Ingress(ingress::IngressBenchArgs),
     /// Ledger throughput and balance-read latency on SQLite and PostgreSQL.
     Ledger(ledger::LedgerBenchArgs),
     /// The runtime agent against the OpenClaw CLI, `tar czf` and the gateway.
@@ -31,6 +35,7 @@ pub enum BenchCommand {
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Console(args) => console::run(args).await,
+        BenchCommand::Ingress(args) => ingress::run(args).await,
         BenchCommand::Ledger(args) => ledger::run(args).await,
         BenchCommand::Runtime(args) => runtime::run(args).await,
         BenchCommand::Serve(args) => serve::run(args).await,
