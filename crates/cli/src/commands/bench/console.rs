@@ -15,21 +15,20 @@
 //! session cookie and form tokens are never printed.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
 use clawplane_domain::Email;
 use clawplane_runtime::install;
-use clawplane_secrets::{EncryptionKey, KeyRing, SecretString};
-use clawplane_server::provision::local::{LocalProvisioner, LocalSettings};
-use clawplane_server::{Application, ServerConfig};
+use clawplane_secrets::SecretString;
+use clawplane_server::ServerConfig;
 use clawplane_store::{Store, StoreOptions};
 use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+use super::local_server::LocalServer;
 use super::stats::{machine, median, ms, p95, p99};
 
 /// Settings of the console benchmark.
@@ -78,15 +77,6 @@ pub async fn run(args: ConsoleBenchArgs) -> anyhow::Result<ExitCode> {
         read_cache_ttl: cache_ttl,
         ..Default::default()
     };
-    let store = Store::open_sqlite_dir(&dir.path().join("data"), &options).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let provisioner = Arc::new(LocalProvisioner::new(LocalSettings {
-        data_dir: dir.path().join("data"),
-        binary: std::env::current_exe()?,
-        cache_dir: cache,
-        start_timeout: Duration::from_secs(120),
-        stop_timeout: Duration::from_secs(90),
-    }));
     let config = ServerConfig {
         internal_key: Some(SecretString::from(INTERNAL_KEY.to_owned())),
         control_key: Some(SecretString::from(CONTROL_KEY.to_owned())),
@@ -97,18 +87,16 @@ pub async fn run(args: ConsoleBenchArgs) -> anyhow::Result<ExitCode> {
         run_jobs: false,
         ..Default::default()
     };
-    let app = Application::build(
+    let server = LocalServer::start(
+        &dir.path().join("data"),
+        &cache,
+        &options,
+        Duration::from_secs(120),
         config,
-        store.clone(),
-        KeyRing::new(EncryptionKey::generate()),
-        provisioner,
-        listener,
-    );
-    let base = format!("http://{}", app.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run(async move {
-        let _ = stopped.await;
-    }));
+    )
+    .await?;
+    let base = server.base.clone();
+    let store = server.store.clone();
     let client = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -124,8 +112,7 @@ pub async fn run(args: ConsoleBenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(user) = &user {
         cleanup = delete_instance(&http, user).await;
     }
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
+    server.stop().await;
     let code = result?;
     cleanup?;
     Ok(code)

@@ -5,6 +5,7 @@
 mod console;
 mod ingress;
 mod ledger;
+mod local_server;
 mod runtime;
 mod serve;
 mod stats;

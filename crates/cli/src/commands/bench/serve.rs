@@ -11,7 +11,6 @@
 //! Everything runs on loopback; every loop is bounded in time and count.
 
 use std::process::{ExitCode, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -19,12 +18,12 @@ use clap::Args;
 use clawplane_runtime::gateway::config_file::{self, BindMode, ManagedConfig};
 use clawplane_runtime::gateway::GatewaySpec;
 use clawplane_runtime::install;
-use clawplane_secrets::{EncryptionKey, KeyRing, SecretString};
-use clawplane_server::provision::local::{LocalProvisioner, LocalSettings};
-use clawplane_server::{Application, ServerConfig};
-use clawplane_store::{Store, StoreOptions};
+use clawplane_secrets::SecretString;
+use clawplane_server::ServerConfig;
+use clawplane_store::StoreOptions;
 use serde_json::Value;
 
+use super::local_server::LocalServer;
 use super::stats::{median, ms, p99};
 
 /// Settings of the control-plane benchmark.
@@ -63,15 +62,6 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<ExitCode> {
         read_cache_ttl: cache_ttl,
         ..Default::default()
     };
-    let store = Store::open_sqlite_dir(&dir.path().join("data"), &options).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let provisioner = Arc::new(LocalProvisioner::new(LocalSettings {
-        data_dir: dir.path().join("data"),
-        binary: std::env::current_exe()?,
-        cache_dir: cache.clone(),
-        start_timeout: Duration::from_secs(60),
-        stop_timeout: Duration::from_secs(90),
-    }));
     let config = ServerConfig {
         internal_key: Some(SecretString::from(INTERNAL_KEY.to_owned())),
         billing: clawplane_billing::BillingConfig {
@@ -81,18 +71,15 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<ExitCode> {
         run_jobs: false,
         ..Default::default()
     };
-    let app = Application::build(
+    let server = LocalServer::start(
+        &dir.path().join("data"),
+        &cache,
+        &options,
+        Duration::from_secs(60),
         config,
-        store,
-        KeyRing::new(EncryptionKey::generate()),
-        provisioner,
-        listener,
-    );
-    let base = format!("http://{}", app.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run(async move {
-        let _ = stopped.await;
-    }));
+    )
+    .await?;
+    let base = server.base.clone();
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))
@@ -186,8 +173,7 @@ pub async fn run(args: ServeBenchArgs) -> anyhow::Result<ExitCode> {
         &user,
     )
     .await?;
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
+    server.stop().await;
     Ok(ExitCode::SUCCESS)
 }
 
