@@ -123,10 +123,15 @@ pub fn check_pre_session_csrf(
     check_token(form.get("csrf").map(String::as_str), &expected)
 }
 
-fn cookie(name: &'static str, value: String, headers: &HeaderMap) -> Cookie<'static> {
-    let behind_tls = headers
+/// Whether the console is served over TLS (`X-Forwarded-Proto: https`).
+pub fn behind_tls(headers: &HeaderMap) -> bool {
+    headers
         .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+}
+
+fn cookie(name: &'static str, value: String, headers: &HeaderMap) -> Cookie<'static> {
+    let behind_tls = behind_tls(headers);
     Cookie::build((name, value))
         .path("/")
         .http_only(true)

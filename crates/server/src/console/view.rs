@@ -50,10 +50,7 @@ pub fn steps(instance: Option<&Instance>) -> Vec<(&'static str, &'static str)> {
 /// and scheme: `http://<runtime_name>.<domain>:<port>/`.
 pub fn gateway_url(runtime_name: &str, domain: &str, headers: &axum::http::HeaderMap) -> String {
     let port = crate::ingress::port_suffix(headers);
-    let scheme = if headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
-    {
+    let scheme = if super::session::behind_tls(headers) {
         "https"
     } else {
         "http"

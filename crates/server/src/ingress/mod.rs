@@ -76,7 +76,7 @@ pub async fn route_by_host(
     let Some(label) = addressed(request.headers(), request.uri(), domain) else {
         return next.run(request).await;
     };
-    let console = console_url(request.headers(), domain);
+    let port = port_suffix(request.headers());
     match forward(&state, &label, request).await {
         Ok(response) => {
             state
@@ -94,7 +94,7 @@ pub async fn route_by_host(
                 StatusCode::BAD_GATEWAY => "unreachable",
                 _ => "unavailable",
             });
-            page(status, &message, &console)
+            page(status, &message, &format!("http://{domain}{port}/console"))
         }
     }
 }
@@ -218,11 +218,6 @@ pub fn port_suffix(headers: &HeaderMap) -> String {
         .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         .map(|p| format!(":{p}"))
         .unwrap_or_default()
-}
-
-/// The console's address as seen from an ingress host (the same port).
-fn console_url(headers: &HeaderMap, domain: &str) -> String {
-    format!("http://{domain}{}/console", port_suffix(headers))
 }
 
 #[derive(Template)]
