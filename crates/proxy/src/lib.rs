@@ -9,12 +9,14 @@
 //!   close codes pass unchanged, and a slow reader slows the writer down
 //!   (bounded buffers, no queue). A connection ends when either side closes,
 //!   after [`Limits::idle`] without traffic either way, or after
-//!   [`Limits::total`].
+//!   [`Limits::total`]. A hop that must read a connection's messages
+//!   relays it message by message instead ([`Proxy::forward_with`]).
 //! - The client's forwarding headers (`Forwarded`, `X-Forwarded-*`,
 //!   `X-Real-IP`, the identity header) and hop-by-hop headers are removed;
 //!   the caller sets the ones it vouches for ([`Upstream::set_headers`]), so
 //!   `X-Forwarded-For` is always overwritten, never appended.
 
+mod messages;
 mod relay;
 
 use std::time::Duration;
@@ -26,6 +28,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+pub use messages::{relay_messages, Message, MessageFilter};
 pub use relay::{relay, RelayEnd};
 
 /// Headers that only describe one hop.
@@ -139,8 +142,21 @@ impl Proxy {
     /// WebSocket upgrade the upstream accepts is relayed in the background.
     pub async fn forward(
         &self,
+        request: Request<Body>,
+        upstream: &Upstream,
+    ) -> Result<Response<Body>, ProxyError> {
+        self.forward_with(request, upstream, None).await
+    }
+
+    /// [`Proxy::forward`], with a WebSocket's messages passed through
+    /// `filter` (read and possibly changed) instead of relayed byte for byte.
+    /// Compression is then not offered to the upstream, so every message can
+    /// be read.
+    pub async fn forward_with(
+        &self,
         mut request: Request<Body>,
         upstream: &Upstream,
+        filter: Option<Box<dyn MessageFilter>>,
     ) -> Result<Response<Body>, ProxyError> {
         let upgrade = wants_upgrade(request.headers());
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
@@ -154,7 +170,10 @@ impl Proxy {
         .map_err(|_| ProxyError::BadRequest)?;
         let mut headers = parts.headers;
         clean(&mut headers, &upstream.strip);
-        if let Some(original) = parts
+        // Forwarding headers go with an address the caller vouches for; a
+        // hop that forwards as a direct client sends none.
+        let forwarding = upstream.set_headers.contains_key("x-forwarded-for");
+        let original = parts
             .uri
             .authority()
             .map(|a| a.as_str().to_owned())
@@ -164,14 +183,16 @@ impl Proxy {
                     .and_then(|h| h.to_str().ok())
                     .map(str::to_owned)
             })
-        {
-            if let Ok(v) = HeaderValue::from_str(&original) {
-                headers.insert("x-forwarded-host", v);
-            }
+            .filter(|_| forwarding);
+        if let Some(v) = original.and_then(|o| HeaderValue::from_str(&o).ok()) {
+            headers.insert("x-forwarded-host", v);
         }
         headers.remove(header::HOST);
         for (name, value) in &upstream.set_headers {
             headers.insert(name, value.clone());
+        }
+        if filter.is_some() {
+            headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
         }
         if let Some(protocol) = &upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -201,12 +222,12 @@ impl Proxy {
             tokio::spawn(async move {
                 match tokio::try_join!(client_upgrade, upstream_upgrade) {
                     Ok((client, upstream)) => {
-                        let end = relay(
-                            hyper_util::rt::TokioIo::new(client),
-                            hyper_util::rt::TokioIo::new(upstream),
-                            limits,
-                        )
-                        .await;
+                        let client = hyper_util::rt::TokioIo::new(client);
+                        let upstream = hyper_util::rt::TokioIo::new(upstream);
+                        let end = match filter {
+                            Some(f) => relay_messages(client, upstream, limits, f).await,
+                            None => relay(client, upstream, limits).await,
+                        };
                         tracing::debug!(?end, "websocket relay ended");
                     }
                     Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),

@@ -6,17 +6,23 @@
 //! vouching for that address: the gateway trusts only loopback as its proxy
 //! (`gateway.trustedProxies`), so a device arriving this way is a remote
 //! device with its real address, and needs approval.
+//!
+//! A request `serve` marks as the instance owner's (`X-OpenAgents-Gateway-Owner:
+//! 1`, after checking their console session) is signed in with the gateway
+//! token instead, without the token ever reaching the browser
+//! ([`super::owner`]).
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use clawplane_proxy::Upstream;
+use clawplane_proxy::{MessageFilter, Upstream};
 use clawplane_secrets::{constant_time_eq, ExposeSecret};
 
 use super::error::ApiError;
+use super::owner::{OwnerSignIn, OWNER_HEADER};
 use super::SERVICE_TOKEN_HEADER;
 use crate::agent::Shared;
 
@@ -34,6 +40,13 @@ pub async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) ->
             "missing or invalid service token: send X-OpenAgents-Service-Token",
         )
         .into_response();
+    }
+    if request
+        .headers()
+        .get(OWNER_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"1")
+    {
+        return forward_owner(&shared, request).await;
     }
     // Without an address the gateway would take the request for a local
     // one and approve its device silently: the control plane must say who.
@@ -62,14 +75,70 @@ pub async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) ->
         proto.unwrap_or(HeaderValue::from_static("http")),
     );
     let upstream = Upstream {
-        authority: format!("127.0.0.1:{}", shared.config.gateway_port),
+        authority: gateway_authority(&shared),
         path_prefix: String::new(),
         set_headers,
-        strip: vec![HeaderName::from_static(SERVICE_TOKEN_HEADER)],
+        strip: vec![
+            HeaderName::from_static(SERVICE_TOKEN_HEADER),
+            HeaderName::from_static(OWNER_HEADER),
+        ],
     };
+    relay(&shared, request, &upstream, None).await
+}
+
+/// The owner, vouched for by `serve`: a direct local client of the gateway,
+/// authenticated with the gateway token ([`super::owner`]).
+async fn forward_owner(shared: &Shared, mut request: Request) -> Response {
+    let Some(uri) = without_prefix(request.uri()) else {
+        return ApiError::bad_request("bad path").into_response();
+    };
+    *request.uri_mut() = uri;
+    let token = &shared.config.gateway_token;
+    let mut set_headers = HeaderMap::new();
+    let authority = gateway_authority(shared);
+    // The gateway's own origin: the owner's Control UI is same-origin to it.
+    if let Ok(origin) = HeaderValue::from_str(&format!("http://{authority}")) {
+        set_headers.insert(header::ORIGIN, origin);
+    }
+    let upgrade = request.headers().contains_key(header::UPGRADE);
+    if !upgrade {
+        let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+        else {
+            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "bad token")
+                .into_response();
+        };
+        bearer.set_sensitive(true);
+        set_headers.insert(header::AUTHORIZATION, bearer);
+    }
+    let upstream = Upstream {
+        authority,
+        path_prefix: String::new(),
+        set_headers,
+        strip: vec![
+            HeaderName::from_static(SERVICE_TOKEN_HEADER),
+            HeaderName::from_static(OWNER_HEADER),
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ],
+    };
+    let filter: Option<Box<dyn MessageFilter>> =
+        upgrade.then(|| Box::new(OwnerSignIn::new(token.clone())) as Box<dyn MessageFilter>);
+    relay(shared, request, &upstream, filter).await
+}
+
+fn gateway_authority(shared: &Shared) -> String {
+    format!("127.0.0.1:{}", shared.config.gateway_port)
+}
+
+async fn relay(
+    shared: &Shared,
+    request: Request,
+    upstream: &Upstream,
+    filter: Option<Box<dyn MessageFilter>>,
+) -> Response {
     match shared
         .proxy
-        .forward(request.map(Body::new), &upstream)
+        .forward_with(request.map(Body::new), upstream, filter)
         .await
     {
         Ok(response) => response,

@@ -11,6 +11,7 @@ mod devices;
 pub mod error;
 mod gateway;
 mod ingress;
+pub mod owner;
 mod status;
 mod storage;
 

@@ -2,6 +2,7 @@
 //! output, and the supervisor that keeps it running.
 
 pub mod config_file;
+pub mod device_identity;
 pub mod logs;
 pub mod process;
 pub mod spec;

@@ -67,7 +67,8 @@ impl FromRequestParts<AppState> for Session {
             .session(&api_token_digest(cookie.value()))
             .await
             .map_err(|e| ConsoleError::from(e).into_response())?;
-        let Some(record) = record else {
+        // A pass to an instance's door is not a console session.
+        let Some(record) = record.filter(|r| !crate::ingress::door::is_pass(&r.csrf_token)) else {
             return Err(Redirect::to("/console/sign-in").into_response());
         };
         let user = UserId::parse(&record.account.id)

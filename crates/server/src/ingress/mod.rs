@@ -11,6 +11,7 @@
 //! opens the runtime's door travels in a header the gateway never sees.
 
 mod address;
+pub mod door;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -138,6 +139,22 @@ async fn forward(
         }
         InstanceStatus::Error | InstanceStatus::Deleted => return Err(unknown()),
     }
+    if request.uri().path() == door::DOOR_PATH {
+        return enter_door(state, &instance, label, request).await;
+    }
+    let visitor = door::visitor(state, &instance, label, request.headers())
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "ingress door lookup failed");
+            unavailable("The service is busy. Try again in a moment.")
+        })?;
+    let owner = match visitor {
+        door::Visitor::Owner => true,
+        door::Visitor::Device => false,
+        door::Visitor::Refused(status, why) => return Err((status, why.to_owned())),
+    };
+    let mut request = request;
+    door::without_door_cookie(request.headers_mut());
     let target = state
         .instances
         .target_of(&instance)
@@ -178,11 +195,14 @@ async fn forward(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static(proto),
     );
+    if owner {
+        set_headers.insert(OWNER_HEADER, HeaderValue::from_static("1"));
+    }
     let upstream = Upstream {
         authority,
         path_prefix: format!("{prefix}/gateway"),
         set_headers,
-        strip: Vec::new(),
+        strip: vec![OWNER_HEADER],
     };
     state
         .ingress
@@ -196,6 +216,33 @@ async fn forward(
                     .to_owned(),
             )
         })
+}
+
+/// The header with which `serve` tells the runtime the owner is signed in
+/// (the runtime's `api::owner`).
+const OWNER_HEADER: HeaderName = HeaderName::from_static("x-openagents-gateway-owner");
+
+/// [`door::DOOR_PATH`]: only the console's form post, with a small body.
+async fn enter_door(
+    state: &AppState,
+    instance: &clawplane_domain::Instance,
+    label: &str,
+    request: Request,
+) -> Result<Response, (StatusCode, String)> {
+    let refused = |(status, why): (StatusCode, &str)| (status, why.to_owned());
+    if request.method() != axum::http::Method::POST {
+        return Err(refused((
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Open OpenClaw from the console.",
+        )));
+    }
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 4096)
+        .await
+        .map_err(|_| refused((StatusCode::PAYLOAD_TOO_LARGE, "The request is too large.")))?;
+    door::enter(state, instance, label, &parts.headers, &body)
+        .await
+        .map_err(refused)
 }
 
 /// `http://host:port/path` as (`host:port`, `/path`).

@@ -1,0 +1,250 @@
+//! Who is at an instance's door, decided before anything reaches its
+//! gateway.
+//!
+//! - **The owner in a browser**: a `clawplane_door` cookie of this host,
+//!   issued after the console checked their session (the console's "Open
+//!   OpenClaw" hands a one-time, one-minute pass to [`DOOR_PATH`] in a form
+//!   post, never in a URL). The runtime then signs them in to the gateway
+//!   with its token, which the browser never sees.
+//! - **Any other browser** (a request with `Origin` or `Sec-Fetch-*`, or a
+//!   page load): refused with a page, including another account's pass.
+//! - **Devices** (no browser markers: phone apps, CLI nodes): passed to the
+//!   gateway's own token-and-pairing flow.
+//!
+//! Passes are console sessions of the owner's account whose form-token
+//! field names their purpose and host (`handoff:<runtime_name>`,
+//! `door:<runtime_name>`); the console refuses them as sessions.
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use axum_extra::extract::CookieJar;
+use clawplane_domain::{Account, Instance};
+use clawplane_secrets::{api_token_digest, generate_token, ExposeSecret};
+use clawplane_store::StoreError;
+
+use crate::state::AppState;
+
+/// The path on an instance's host where the console's pass is exchanged for
+/// the door cookie.
+pub const DOOR_PATH: &str = "/__clawplane/door";
+/// The cookie of the owner's browser on an instance's host.
+pub const DOOR_COOKIE: &str = "clawplane_door";
+/// How long the console's pass is good for.
+const HANDOFF_SECS: i64 = 60;
+/// How long the door cookie is good for.
+const DOOR_HOURS: i64 = 12;
+
+/// Whether a console session's form-token field marks it as a pass, not a
+/// console session.
+pub fn is_pass(csrf_field: &str) -> bool {
+    csrf_field.starts_with("handoff:") || csrf_field.starts_with("door:")
+}
+
+/// Who is at the door.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Visitor {
+    /// The instance's owner, in a browser.
+    Owner,
+    /// A device client, for the gateway's token-and-pairing flow.
+    Device,
+    /// A browser that may not pass, and why (a page says it).
+    Refused(StatusCode, &'static str),
+}
+
+const SIGN_IN_FIRST: &str =
+    "Sign in to the console and use \u{201c}Open OpenClaw\u{201d} to reach this gateway.";
+const NOT_YOURS: &str = "This OpenClaw belongs to another account. Sign in to the console with the account that owns it.";
+
+/// Whether a request comes from a web browser: browsers send `Origin` on
+/// WebSockets and cross-origin requests, and `Sec-Fetch-*` on every request
+/// to a secure context (`https`, and `*.localhost`).
+pub fn from_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ORIGIN)
+        || headers.contains_key("sec-fetch-mode")
+        || headers.contains_key("sec-fetch-site")
+}
+
+/// Who sent `headers` to `instance`'s host.
+pub async fn visitor(
+    state: &AppState,
+    instance: &Instance,
+    runtime_name: &str,
+    headers: &HeaderMap,
+) -> Result<Visitor, StoreError> {
+    let browser = from_browser(headers);
+    if let Some(user) = &state.config.console_user {
+        // Single-user mode: whoever reaches the console is its user.
+        return Ok(match (browser, *user == instance.user_id) {
+            (false, _) => Visitor::Device,
+            (true, true) => Visitor::Owner,
+            (true, false) => Visitor::Refused(StatusCode::FORBIDDEN, NOT_YOURS),
+        });
+    }
+    let jar = CookieJar::from_headers(headers);
+    let Some(cookie) = jar.get(DOOR_COOKIE) else {
+        return Ok(if browser {
+            Visitor::Refused(StatusCode::UNAUTHORIZED, SIGN_IN_FIRST)
+        } else {
+            Visitor::Device
+        });
+    };
+    let pass = state
+        .store
+        .session(&api_token_digest(cookie.value()))
+        .await?;
+    Ok(match pass {
+        Some(p)
+            if p.csrf_token == format!("door:{runtime_name}")
+                && p.account.id == instance.user_id.as_str() =>
+        {
+            Visitor::Owner
+        }
+        Some(p) if p.csrf_token == format!("door:{runtime_name}") => {
+            Visitor::Refused(StatusCode::FORBIDDEN, NOT_YOURS)
+        }
+        _ => Visitor::Refused(StatusCode::UNAUTHORIZED, SIGN_IN_FIRST),
+    })
+}
+
+/// A one-minute pass for `account` to `runtime_name`'s door.
+pub async fn handoff(
+    state: &AppState,
+    account: &Account,
+    runtime_name: &str,
+) -> Result<String, StoreError> {
+    let token = generate_token();
+    state
+        .store
+        .create_session(
+            &api_token_digest(token.expose_secret()),
+            account,
+            &format!("handoff:{runtime_name}"),
+            chrono::Utc::now() + chrono::Duration::seconds(HANDOFF_SECS),
+        )
+        .await?;
+    Ok(token.expose_secret().to_owned())
+}
+
+/// `POST /__clawplane/door` on an instance's host: the console's pass
+/// (used once) becomes the door cookie, then the gateway's start page.
+pub async fn enter(
+    state: &AppState,
+    instance: &Instance,
+    runtime_name: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, (StatusCode, &'static str)> {
+    let form: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_bytes(body).unwrap_or_default();
+    let pass = form
+        .get("pass")
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .ok_or((StatusCode::BAD_REQUEST, SIGN_IN_FIRST))?;
+    let digest = api_token_digest(pass);
+    let busy = |e: StoreError| {
+        tracing::warn!(error = %e, "door pass lookup failed");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The service is busy. Try again in a moment.",
+        )
+    };
+    let record = state.store.session(&digest).await.map_err(busy)?;
+    // Used once, whatever happens next.
+    state.store.delete_session(&digest).await.map_err(busy)?;
+    let record = record
+        .filter(|r| r.csrf_token == format!("handoff:{runtime_name}"))
+        .ok_or((StatusCode::UNAUTHORIZED, SIGN_IN_FIRST))?;
+    if record.account.id != instance.user_id.as_str() {
+        return Err((StatusCode::FORBIDDEN, NOT_YOURS));
+    }
+    let token = generate_token();
+    state
+        .store
+        .create_session(
+            &api_token_digest(token.expose_secret()),
+            &record.account,
+            &format!("door:{runtime_name}"),
+            chrono::Utc::now() + chrono::Duration::hours(DOOR_HOURS),
+        )
+        .await
+        .map_err(busy)?;
+    let cookie = Cookie::build((DOOR_COOKIE, token.expose_secret().to_owned()))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(crate::console::session::behind_tls(headers))
+        .max_age(time::Duration::hours(DOOR_HOURS))
+        .build();
+    let jar = CookieJar::new().add(cookie);
+    Ok((
+        jar,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Redirect::to("/"),
+    )
+        .into_response())
+}
+
+/// The request's `Cookie` header without the door cookie (the gateway never
+/// sees clawplane's credentials).
+pub fn without_door_cookie(headers: &mut HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.starts_with(&format!("{DOOR_COOKIE}=")))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+        if !kept.is_empty() {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn browsers_are_told_from_devices() {
+        let mut h = HeaderMap::new();
+        assert!(!from_browser(&h), "a CLI node sends none of these");
+        h.insert("sec-fetch-mode", HeaderValue::from_static("navigate"));
+        assert!(from_browser(&h));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://x.localhost"),
+        );
+        assert!(from_browser(&h));
+    }
+
+    #[test]
+    fn the_door_cookie_never_reaches_the_gateway() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; clawplane_door=secret; b=2"),
+        );
+        without_door_cookie(&mut h);
+        assert_eq!(h.get(header::COOKIE).unwrap(), "a=1; b=2");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("clawplane_door=secret"),
+        );
+        without_door_cookie(&mut h);
+        assert!(h.get(header::COOKIE).is_none());
+    }
+
+    #[test]
+    fn passes_are_not_console_sessions() {
+        assert!(is_pass("door:oc-ana"));
+        assert!(is_pass("handoff:oc-ana"));
+        assert!(!is_pass("3q2+7w"));
+    }
+}
