@@ -159,6 +159,77 @@ async fn a_device_reaches_its_gateway_through_the_front_door() {
         "paired, through the door: {second:?}"
     );
 
+    // A browser without the owner's pass is refused at the door, with a page.
+    let r = client
+        .get(format!("{}/", server.address))
+        .header("host", &host)
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Sign in to the console"), "{page}");
+    // A pass that was never issued opens nothing.
+    let r = client
+        .post(format!("{}/__clawplane/door", server.address))
+        .header("host", &host)
+        .form(&[("pass", "not-a-pass-0123456789")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().get("set-cookie").is_none());
+
+    // A connection held through the door sees its gateway restart as a
+    // close frame (not a dropped connection), and the device reconnects.
+    let mut held = phone
+        .open(&door, &gateway_token, Some("203.0.113.50"), Some(&host))
+        .await
+        .expect("a held connection");
+    let (status, restarted) = api
+        .call(Method::POST, "/api/openclaw/runtime/restart")
+        .await;
+    assert_eq!(status, 200, "{restarted}");
+    let ended = tokio::time::timeout(Duration::from_secs(120), async {
+        use futures_util::StreamExt;
+        loop {
+            match held.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
+                    return Ok(frame)
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("ended without a close frame".to_owned()),
+            }
+        }
+    })
+    .await
+    .expect("the held connection ends within 120 s of the restart");
+    let frame = ended.expect("a close frame").expect("with a code");
+    eprintln!("held connection closed by the restart: {frame:?}");
+    assert_ne!(u16::from(frame.code), 1006);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let again = phone
+            .connect(
+                &door,
+                &gateway_token,
+                false,
+                Some("203.0.113.50"),
+                Some(&host),
+            )
+            .await;
+        if matches!(again, Outcome::HelloOk { .. }) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reconnect within 120 s of the restart: {again:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
     // The door counts what it did.
     let metrics = client
         .get(format!("{}/metrics", server.address))

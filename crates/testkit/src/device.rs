@@ -14,6 +14,10 @@ use sha2::{Digest, Sha256};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+/// A connection to a gateway.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// A device identity.
 pub struct TestDevice {
     key: SigningKey,
@@ -93,11 +97,36 @@ impl TestDevice {
     ) -> Outcome {
         let fut = self.connect_inner(url, token, token_is_device_token, forwarded_for, host);
         match tokio::time::timeout(std::time::Duration::from_secs(30), fut).await {
-            Ok(outcome) => outcome,
+            Ok((outcome, ws)) => {
+                if let Some(mut ws) = ws {
+                    let _ = ws.close(None).await;
+                }
+                outcome
+            }
             Err(_) => Outcome::Refused {
                 code: "TIMEOUT".into(),
                 message: "no answer in 30 s".into(),
             },
+        }
+    }
+
+    /// Connects as [`TestDevice::connect`] and, once the gateway said
+    /// `hello-ok`, keeps the connection open for the caller.
+    pub async fn open(
+        &self,
+        url: &str,
+        token: &str,
+        forwarded_for: Option<&str>,
+        host: Option<&str>,
+    ) -> Result<Ws, Outcome> {
+        let fut = self.connect_inner(url, token, false, forwarded_for, host);
+        match tokio::time::timeout(std::time::Duration::from_secs(30), fut).await {
+            Ok((Outcome::HelloOk { .. }, Some(ws))) => Ok(ws),
+            Ok((outcome, _)) => Err(outcome),
+            Err(_) => Err(Outcome::Refused {
+                code: "TIMEOUT".into(),
+                message: "no answer in 30 s".into(),
+            }),
         }
     }
 
@@ -108,7 +137,7 @@ impl TestDevice {
         token_is_device_token: bool,
         forwarded_for: Option<&str>,
         host: Option<&str>,
-    ) -> Outcome {
+    ) -> (Outcome, Option<Ws>) {
         let mut request = url.into_client_request().expect("a ws:// url");
         if let Some(xff) = forwarded_for {
             request
@@ -121,19 +150,21 @@ impl TestDevice {
         let (mut ws, _) = match tokio_tungstenite::connect_async(request).await {
             Ok(ok) => ok,
             Err(e) => {
-                return Outcome::Refused {
+                let refused = Outcome::Refused {
                     code: "CONNECT".into(),
                     message: e.to_string(),
-                }
+                };
+                return (refused, None);
             }
         };
         let request_id = uuid::Uuid::new_v4().to_string();
         for _ in 0..100 {
             let Some(Ok(message)) = ws.next().await else {
-                return Outcome::Refused {
+                let closed = Outcome::Refused {
                     code: "CLOSED".into(),
                     message: "closed before answering".into(),
                 };
+                return (closed, None);
             };
             let Message::Text(text) = message else {
                 continue;
@@ -170,38 +201,42 @@ impl TestDevice {
                 continue;
             }
             if frame["type"] == "res" && frame["id"] == request_id.as_str() {
-                let _ = ws.close(None).await;
                 if frame["ok"] == true {
-                    return Outcome::HelloOk {
+                    let hello = Outcome::HelloOk {
                         device_token: frame["payload"]["auth"]["deviceToken"]
                             .as_str()
                             .map(str::to_owned),
                     };
+                    return (hello, Some(ws));
                 }
+                let _ = ws.close(None).await;
                 let code = frame["error"]["code"]
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
                 if code == "NOT_PAIRED" {
                     if let Some(id) = frame["error"]["details"]["requestId"].as_str() {
-                        return Outcome::NotPaired {
+                        let pending = Outcome::NotPaired {
                             request_id: id.to_owned(),
                         };
+                        return (pending, None);
                     }
                 }
-                return Outcome::Refused {
+                let refused = Outcome::Refused {
                     code,
                     message: frame["error"]["message"]
                         .as_str()
                         .unwrap_or_default()
                         .to_owned(),
                 };
+                return (refused, None);
             }
         }
-        Outcome::Refused {
+        let silent = Outcome::Refused {
             code: "NO_ANSWER".into(),
             message: "no connect response in 100 frames".into(),
-        }
+        };
+        (silent, None)
     }
 }
 
