@@ -239,7 +239,7 @@ async fn a_device_reaches_its_gateway_through_the_front_door() {
         .text()
         .await
         .unwrap();
-    for outcome in ["forwarded", "websocket", "not_found"] {
+    for outcome in ["forwarded", "websocket", "not_found", "refused"] {
         assert!(
             metrics.contains(&format!(
                 "clawplane_ingress_requests_total{{outcome=\"{outcome}\"}}"

@@ -159,7 +159,8 @@ impl Metrics {
     }
 
     /// Records one request at the ingress: `forwarded`, `websocket`,
-    /// `not_found`, `unavailable` or `unreachable`.
+    /// `not_found`, `refused` (a browser without the owner's pass),
+    /// `unavailable` or `unreachable`.
     pub fn ingress(&self, outcome: &'static str) {
         self.inner
             .ingress

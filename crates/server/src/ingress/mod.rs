@@ -93,6 +93,7 @@ pub async fn route_by_host(
             state.metrics.ingress(match status {
                 StatusCode::NOT_FOUND => "not_found",
                 StatusCode::BAD_GATEWAY => "unreachable",
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "refused",
                 _ => "unavailable",
             });
             page(status, &message, &format!("http://{domain}{port}/console"))
