@@ -511,6 +511,7 @@ async fn flow(b: Browser, ctx: Context) -> Vec<String> {
         json!([
             "/console",
             "/console/create",
+            "/console/chat",
             "/console/security",
             "/console/usage",
             "/console/billing",
@@ -630,14 +631,13 @@ async fn flow(b: Browser, ctx: Context) -> Vec<String> {
         )
         .await;
     let port = ctx.base.rsplit(':').next().unwrap().to_owned();
-    assert_eq!(
-        open,
-        json!(format!(
-            "http://{}.localhost:{port}/",
-            instance["runtime_name"].as_str().unwrap()
-        )),
-        "Open OpenClaw"
+    let gateway_url = format!(
+        "http://{}.localhost:{port}/",
+        instance["runtime_name"].as_str().unwrap()
     );
+    assert_eq!(open, json!("/console/open"), "Open OpenClaw");
+    let shown = b.text("#gateway-address").await.unwrap_or_default();
+    assert_eq!(shown, gateway_url, "the address devices connect to");
     b.screenshot("overview-ready").await;
 
     // Security: a real device asks to pair while the page is open; its row
@@ -734,6 +734,64 @@ async fn flow(b: Browser, ctx: Context) -> Vec<String> {
         "the approved device connects: {second:?}"
     );
 
+    // The Control UI through the front door, signed in by the console: no
+    // token typed, none in the page, the URL or the browser's storage; the
+    // gateway pairs the runtime's owner device for it.
+    b.goto("/console/open").await;
+    let deadline = Instant::now() + minute;
+    loop {
+        let url = b.client.current_url().await.map(|u| u.to_string());
+        if url.as_deref().is_ok_and(|u| u.starts_with(&gateway_url)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not at the gateway: {url:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let owner_device = loop {
+        let (_, devices) = api
+            .call(reqwest::Method::GET, "/api/openclaw/runtime/devices")
+            .await;
+        let found = devices["data"]["paired"].as_array().and_then(|paired| {
+            paired
+                .iter()
+                .find(|d| d["clientId"] == "openclaw-control-ui")
+                .cloned()
+        });
+        if let Some(d) = found {
+            break d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Control UI did not sign in within 90 s: {devices}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(owner_device["remoteIp"].is_null(), "{owner_device}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    b.screenshot("control-ui").await;
+    let visible = b
+        .eval(
+            "return [location.href, document.documentElement.outerHTML, \
+             JSON.stringify(localStorage), JSON.stringify(sessionStorage), document.cookie].join('\\n');",
+            vec![],
+        )
+        .await;
+    let visible = visible.as_str().unwrap_or_default();
+    assert!(visible.contains("openclaw"), "the Control UI loaded");
+    assert!(
+        !visible.contains(&gateway_token),
+        "the gateway token is visible to the browser"
+    );
+    // The same browser without its door cookie is an anonymous visitor.
+    b.client.delete_all_cookies().await.unwrap();
+    b.client.goto(&gateway_url).await.unwrap();
+    b.wait_for_text("main", "Sign in to the console", minute)
+        .await;
+    b.screenshot("control-ui-anonymous").await;
+    b.goto("/console").await;
+    b.wait_for_text("#instance-status", "Ready", minute).await;
+
     // Usage: a backup, then a restart.
     b.click(r#"nav a[href="/console/usage"]"#).await;
     b.wait_for_path("/console/usage", minute).await;
@@ -796,6 +854,17 @@ async fn flow(b: Browser, ctx: Context) -> Vec<String> {
     b.screenshot("signed-out").await;
     b.goto("/console/usage").await;
     b.wait_for_path("/console/sign-in", minute).await;
+
+    // Another account, signed in, is refused at the first one's door.
+    b.goto("/console/sign-up").await;
+    b.fill("#email", "someone-else@example.com").await;
+    b.fill("#password", PASSWORD).await;
+    b.submit(r#"form[action="/console/sign-up"]"#).await;
+    b.wait_for_path("/console", minute).await;
+    b.client.goto(&gateway_url).await.unwrap();
+    b.wait_for_text("main", "Sign in to the console", minute)
+        .await;
+    b.screenshot("control-ui-other-account").await;
 
     // Delete the instance so that no runtime is left.
     let (status, deleted) = api

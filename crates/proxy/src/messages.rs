@@ -26,9 +26,9 @@ const MAX_MESSAGE: usize = 32 * 1024 * 1024;
 /// What a hop does with the messages it relays.
 pub trait MessageFilter: Send + 'static {
     /// A message from the client on its way to the upstream; `None` drops it.
-    fn from_client(&mut self, message: Message) -> Option<Message>;
+    fn client_message(&mut self, message: Message) -> Option<Message>;
     /// A message from the upstream on its way to the client; `None` drops it.
-    fn from_upstream(&mut self, message: Message) -> Option<Message>;
+    fn upstream_message(&mut self, message: Message) -> Option<Message>;
 }
 
 /// Relays two upgraded connections message by message through `filter`.
@@ -42,9 +42,11 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut config = WebSocketConfig::default();
-    config.max_message_size = Some(MAX_MESSAGE);
-    config.max_frame_size = Some(MAX_MESSAGE);
+    let config = WebSocketConfig {
+        max_message_size: Some(MAX_MESSAGE),
+        max_frame_size: Some(MAX_MESSAGE),
+        ..Default::default()
+    };
     let mut client = WebSocketStream::from_raw_socket(client, Role::Server, Some(config)).await;
     let mut upstream = WebSocketStream::from_raw_socket(upstream, Role::Client, Some(config)).await;
     let total = Instant::now() + limits.total;
@@ -78,12 +80,12 @@ where
         }
         let closing = matches!(message, Message::Close(_));
         let sent = if from_client {
-            match filter.from_client(message) {
+            match filter.client_message(message) {
                 Some(m) => upstream.send(m).await,
                 None => Ok(()),
             }
         } else {
-            match filter.from_upstream(message) {
+            match filter.upstream_message(message) {
                 Some(m) => client.send(m).await,
                 None => Ok(()),
             }

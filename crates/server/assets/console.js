@@ -1,7 +1,8 @@
 // clawplane console: progressive enhancement. Every page works without this
 // script; with it, forms inside <main> are sent with fetch and only <main> is
 // replaced, and a <main data-poll="ms"> page re-reads itself every ms
-// milliseconds (the stepper, the runtime cards, pending devices).
+// milliseconds (the stepper, the runtime cards, pending devices). The chat
+// form streams its answer into the page instead (see chat() below).
 (function () {
   "use strict";
   var main = document.querySelector("main[data-live]");
@@ -100,6 +101,11 @@
   main.addEventListener("submit", function (event) {
     var form = event.target;
     if (!(form instanceof HTMLFormElement) || form.method.toLowerCase() !== "post") return;
+    if (form.hasAttribute("data-chat") && window.ReadableStream && window.TextDecoder) {
+      event.preventDefault();
+      chat(form);
+      return;
+    }
     event.preventDefault();
     if (sending) return; // one action at a time: the buttons say so
     sending = true;
@@ -140,6 +146,135 @@
         p.textContent = "The console could not be reached, so the result is unknown. Check your connection, reload the page, and try again if nothing changed.";
         main.insertBefore(p, main.firstChild);
       });
+  });
+
+  // The chat page: the message is sent with `Accept: text/event-stream` and
+  // the answer appended as it is written. The stream (see the server's
+  // console/chat_sse.rs) has three events, each one `data:` line of JSON:
+  // `delta` (text to append), `done`, and `error` ({message, href}).
+  var chatting = false;
+
+  function chatItem(log, kind, who, text) {
+    var li = document.createElement("li");
+    li.className = kind;
+    var label = document.createElement("span");
+    label.className = "who";
+    label.textContent = who;
+    var body = document.createElement("span");
+    body.className = "text";
+    body.textContent = text;
+    li.appendChild(label);
+    li.appendChild(body);
+    log.appendChild(li);
+    return li;
+  }
+
+  function chat(form) {
+    var box = form.querySelector("textarea");
+    var log = main.querySelector("#chat-log");
+    if (chatting || !box || !log || !box.value.trim()) return;
+    chatting = true;
+    var body = new URLSearchParams(new FormData(form));
+    var button = form.querySelector("button");
+    if (button) button.disabled = true;
+    var draft = box.value;
+    chatItem(log, "you", "You", draft.trim());
+    var agent = chatItem(log, "agent", "Agent", "");
+    var answer = agent.querySelector(".text");
+    agent.setAttribute("aria-busy", "true");
+    box.value = "";
+    var ended = false;
+
+    function problem(message, href) {
+      ended = true;
+      // Nothing came back: the message goes back into the box to send again.
+      if (!answer.textContent && !box.value) box.value = draft;
+      var p = document.createElement("span");
+      p.className = "problem";
+      p.setAttribute("role", "alert");
+      p.textContent = message + (href ? " " : "");
+      if (href) {
+        var a = document.createElement("a");
+        a.href = href;
+        a.textContent = "Open that page";
+        p.appendChild(a);
+        p.appendChild(document.createTextNode("."));
+      }
+      agent.appendChild(p);
+    }
+
+    // One event: its name and its data lines (joined by newlines).
+    function handle(block) {
+      var name = "message", data = null;
+      block.split(/\r?\n/).forEach(function (line) {
+        if (line.indexOf("event:") === 0) name = line.slice(6).trim();
+        else if (line.indexOf("data:") === 0) {
+          var value = line.slice(5).replace(/^ /, "");
+          data = data === null ? value : data + "\n" + value;
+        }
+      });
+      if (data === null) return;
+      var value;
+      try { value = JSON.parse(data); } catch (e) { return; }
+      if (name === "delta" && typeof value === "string") {
+        answer.textContent += value;
+        agent.scrollIntoView({ block: "nearest" });
+      } else if (name === "done") {
+        ended = true;
+      } else if (name === "error") {
+        problem(String(value.message || "Your agent could not answer."), value.href || null);
+      }
+    }
+
+    fetch(form.action, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Accept": "text/event-stream", "X-Console-Live": "1" },
+      body: body,
+    })
+      .then(function (r) {
+        if (signedOut(r)) { location.assign(r.url); return; }
+        if (!/^text\/event-stream/.test(r.headers.get("content-type") || "") || !r.body) {
+          // A page (an error of the console): its sentence.
+          return r.text().then(function (html) {
+            var doc = new DOMParser().parseFromString(html, "text/html");
+            var alert = doc.querySelector("main [role=alert]");
+            problem(alert ? alert.textContent : "The message could not be sent. Reload the page and try again.", null);
+          });
+        }
+        var reader = r.body.getReader(), decoder = new TextDecoder(), buffer = "";
+        function pump() {
+          return reader.read().then(function (step) {
+            buffer += step.done ? decoder.decode() : decoder.decode(step.value, { stream: true });
+            var at;
+            while ((at = buffer.search(/\r?\n\r?\n/)) >= 0) {
+              handle(buffer.slice(0, at));
+              buffer = buffer.slice(buffer.slice(at).match(/^\r?\n\r?\n/)[0].length + at);
+            }
+            if (!step.done) return pump();
+            if (buffer.trim()) handle(buffer);
+            if (!ended) problem("The answer stopped before its end. Send the message again.", null);
+          });
+        }
+        return pump();
+      })
+      .catch(function () {
+        if (!ended) problem("The console could not be reached, so the answer is unknown. Check your connection and send the message again.", null);
+      })
+      .then(function () {
+        chatting = false;
+        agent.removeAttribute("aria-busy");
+        if (button) button.disabled = false;
+        box.focus();
+      });
+  }
+
+  // Ctrl+Enter (or Cmd+Enter) in the chat box sends the message.
+  main.addEventListener("keydown", function (event) {
+    var box = event.target;
+    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey) || !box.form || !box.form.hasAttribute("data-chat")) return;
+    event.preventDefault();
+    if (box.form.requestSubmit) box.form.requestSubmit();
   });
 
   schedule();

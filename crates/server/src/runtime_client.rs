@@ -19,6 +19,11 @@ use crate::error::ApiError;
 /// The header the runtime checks (the seed's name).
 pub const SERVICE_TOKEN_HEADER: &str = "x-openagents-service-token";
 
+/// Asks the runtime to send a `/gateway/...` request to its gateway as the
+/// owner (a direct local client; the runtime adds the gateway token, which
+/// never leaves it). Honoured only with a valid service token.
+pub const GATEWAY_OWNER_HEADER: &str = "x-openagents-gateway-owner";
+
 /// Where one instance's runtime is and how to authenticate to it.
 #[derive(Clone)]
 pub struct RuntimeTarget {
@@ -200,6 +205,31 @@ impl RuntimeClient {
     pub async fn logs(&self, t: &RuntimeTarget, lines: u32) -> Result<Value, RuntimeError> {
         self.read(t, &format!("/v1/logs?lines={}", lines.clamp(1, 2000)))
             .await
+    }
+
+    /// `POST {runtime}/gateway{path}` as the gateway's owner with a JSON
+    /// body, sent once; the answer as it comes (any status, body not read
+    /// yet), everything bounded by `limit`. `Unreachable` when nothing
+    /// answered.
+    pub async fn gateway_post(
+        &self,
+        t: &RuntimeTarget,
+        path: &str,
+        body: &Value,
+        limit: Duration,
+    ) -> Result<reqwest::Response, RuntimeError> {
+        self.http
+            .post(format!(
+                "{}/gateway{path}",
+                t.base_url.trim_end_matches('/')
+            ))
+            .timeout(limit)
+            .header(SERVICE_TOKEN_HEADER, t.service_token.expose_secret())
+            .header(GATEWAY_OWNER_HEADER, "1")
+            .json(body)
+            .send()
+            .await
+            .map_err(|_| RuntimeError::Unreachable)
     }
 
     /// An idempotent read: retried (bounded) when nothing answered or the

@@ -4,9 +4,11 @@
 //! temporary directory, or a fresh PostgreSQL database on the server named by
 //! `CLAWPLANE_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`),
 //! dropped again when the test ends, so tests run in parallel and leave
-//! nothing behind.
+//! nothing behind. [`device`] is a device for real gateways,
+//! [`fake_openai`] a model provider for them.
 
 pub mod device;
+pub mod fake_openai;
 
 use std::path::{Path, PathBuf};
 

@@ -125,7 +125,7 @@ impl OwnerSignIn {
 }
 
 impl MessageFilter for OwnerSignIn {
-    fn from_client(&mut self, message: Message) -> Option<Message> {
+    fn client_message(&mut self, message: Message) -> Option<Message> {
         if self.signed_in {
             return Some(message);
         }
@@ -141,7 +141,7 @@ impl MessageFilter for OwnerSignIn {
         }
     }
 
-    fn from_upstream(&mut self, message: Message) -> Option<Message> {
+    fn upstream_message(&mut self, message: Message) -> Option<Message> {
         if self.signed_in {
             return Some(message);
         }
@@ -173,7 +173,7 @@ mod tests {
         let mut f = OwnerSignIn::new(SecretString::from(TOKEN.to_owned()));
         let challenge =
             json!({"type":"event","event":"connect.challenge","payload":{"nonce":"n-1","ts":1}});
-        let passed = text(f.from_upstream(Message::Text(challenge.to_string())));
+        let passed = text(f.upstream_message(Message::Text(challenge.to_string())));
         assert_eq!(passed, challenge, "the challenge passes unchanged");
 
         let browser = json!({"type":"req","id":"c1","method":"connect","params":{
@@ -181,7 +181,7 @@ mod tests {
             "role":"operator","scopes":["operator.admin","operator.read"],
             "auth":{"token":""},
             "device":{"id":"browser","publicKey":"k","signature":"s","signedAt":1,"nonce":"n-1"}}});
-        let sent = text(f.from_client(Message::Text(browser.to_string())));
+        let sent = text(f.client_message(Message::Text(browser.to_string())));
         assert_eq!(sent["params"]["auth"], json!({"token": TOKEN}));
         let device = &sent["params"]["device"];
         let owner = DeviceIdentity::owner_device(&SecretString::from(TOKEN.to_owned()));
@@ -204,25 +204,25 @@ mod tests {
 
         let hello = json!({"type":"res","id":"c1","ok":true,"payload":{"type":"hello-ok",
             "auth":{"role":"operator","scopes":["operator.admin"],"deviceToken":"issued-device-token"}}});
-        let back = text(f.from_upstream(Message::Text(hello.to_string())));
+        let back = text(f.upstream_message(Message::Text(hello.to_string())));
         assert!(!back.to_string().contains("issued-device-token"), "{back}");
         assert_eq!(back["payload"]["auth"]["scopes"], json!(["operator.admin"]));
 
         // Signed in: later messages pass unchanged, in both directions.
         let later = Message::Text(r#"{"type":"req","id":"2","method":"connect"}"#.into());
-        assert_eq!(f.from_client(later.clone()), Some(later));
+        assert_eq!(f.client_message(later.clone()), Some(later));
     }
 
     #[test]
     fn without_a_challenge_nothing_is_signed() {
         let mut f = OwnerSignIn::new(SecretString::from(TOKEN.to_owned()));
         let browser = json!({"type":"req","id":"c1","method":"connect","params":{}});
-        let sent = text(f.from_client(Message::Text(browser.to_string())));
+        let sent = text(f.client_message(Message::Text(browser.to_string())));
         assert_eq!(
             sent, browser,
             "no nonce seen: passed unchanged, the gateway refuses it"
         );
-        let other = Message::Binary(vec![1, 2, 3].into());
-        assert_eq!(f.from_client(other.clone()), Some(other));
+        let other = Message::Binary(vec![1, 2, 3]);
+        assert_eq!(f.client_message(other.clone()), Some(other));
     }
 }

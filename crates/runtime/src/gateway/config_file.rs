@@ -4,10 +4,11 @@
 //!
 //! Managed: local mode, port, bind, token auth (the token itself is passed in
 //! `OPENCLAW_GATEWAY_TOKEN`, never written to disk), trusted proxies, the
-//! admin HTTP RPC plugin, a per-instance log file, and every switch that
-//! would make the gateway reach the internet on its own (update checks,
-//! mDNS, the remote model catalog). The file is written atomically, mode
-//! 0600, in a 0700 directory.
+//! admin HTTP RPC plugin, the OpenAI-compatible `POST /v1/responses`
+//! endpoint (the console's chat page talks to the agent through it), a
+//! per-instance log file, and every switch that would make the gateway reach
+//! the internet on its own (update checks, mDNS, the remote model catalog).
+//! The file is written atomically, mode 0600, in a 0700 directory.
 
 use std::fs;
 use std::io::Write;
@@ -124,6 +125,11 @@ fn apply(root: &mut Value, m: &ManagedConfig) {
     );
     set(
         root,
+        &["gateway", "http", "endpoints", "responses", "enabled"],
+        json!(true),
+    );
+    set(
+        root,
         &["logging", "file"],
         json!(m.log_file.display().to_string()),
     );
@@ -197,6 +203,10 @@ mod tests {
         );
         assert_eq!(v["plugins"]["entries"]["admin-http-rpc"]["enabled"], true);
         assert_eq!(v["models"]["catalogRefresh"]["enabled"], false);
+        assert_eq!(
+            v["gateway"]["http"]["endpoints"]["responses"]["enabled"], true,
+            "the console's chat page needs /v1/responses"
+        );
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let dir_mode = fs::metadata(path.parent().unwrap())

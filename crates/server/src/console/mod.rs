@@ -6,12 +6,18 @@
 //! - [`session`]: passwords, sessions, CSRF, throttling;
 //! - [`pages`]: the pages (overview, create, security, usage, billing, account);
 //! - [`actions`]: what the forms do, through the same instance service as the API;
+//! - [`chat`]: the chat page, talking to the user's agent through its gateway;
 //! - [`view`]: turning runtime and ledger data into what the pages show.
 //!
 //! Errors are pages that say what happened and what to do; never JSON,
 //! never a stack trace.
 
 pub mod actions;
+pub mod chat;
+pub mod chat_answer;
+pub mod chat_problem;
+pub mod chat_sse;
+pub mod open;
 pub mod pages;
 pub mod session;
 pub mod view;
@@ -31,6 +37,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/console", get(pages::overview))
         .route("/console/assets/console.js", get(script))
+        .route("/console/open", get(open::open))
         .route(
             "/console/sign-up",
             get(pages::sign_up_page).post(actions::sign_up),
@@ -41,6 +48,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/sign-out", post(actions::sign_out))
         .route("/console/create", get(pages::create).post(actions::create))
+        .route("/console/chat", get(chat::page).post(chat::send))
         .route("/console/security", get(pages::security))
         .route(
             "/console/security/{request_id}/{decision}",
@@ -149,6 +157,7 @@ pub const POLL_STATUS_MS: u32 = 5000;
 pub const LINKS: &[(&str, &str)] = &[
     ("/console", "Overview"),
     ("/console/create", "Create"),
+    ("/console/chat", "Chat"),
     ("/console/security", "Security"),
     ("/console/usage", "Usage"),
     ("/console/billing", "Billing"),
@@ -292,6 +301,7 @@ pub fn notice_text(code: Option<&String>) -> Option<String> {
         "key-saved" => "The key was saved; your gateway restarts to use it.",
         "keys-removed" => "The keys were removed.",
         "deleted" => "Your instance was deleted. Its backups are kept.",
+        "not_ready" => "Your OpenClaw opens once your instance is ready.",
         _ => return None,
     };
     Some(text.to_owned())

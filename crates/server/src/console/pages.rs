@@ -22,7 +22,7 @@ use crate::state::AppState;
 
 type Params = Query<HashMap<String, String>>;
 
-fn chrome(s: &Session, current: &'static str, q: &HashMap<String, String>) -> Chrome {
+pub(super) fn chrome(s: &Session, current: &'static str, q: &HashMap<String, String>) -> Chrome {
     Chrome {
         label: s.label.clone(),
         sign_out: !s.single_user,
