@@ -149,12 +149,15 @@ pub async fn enter(
             "The service is busy. Try again in a moment.",
         )
     };
-    let record = state.store.session(&digest).await.map_err(busy)?;
-    // Used once, whatever happens next.
-    state.store.delete_session(&digest).await.map_err(busy)?;
-    let record = record
+    let record = state
+        .store
+        .session(&digest)
+        .await
+        .map_err(busy)?
         .filter(|r| r.csrf_token == format!("handoff:{runtime_name}"))
         .ok_or((StatusCode::UNAUTHORIZED, SIGN_IN_FIRST))?;
+    // A pass is used once, whatever happens next.
+    state.store.delete_session(&digest).await.map_err(busy)?;
     if record.account.id != instance.user_id.as_str() {
         return Err((StatusCode::FORBIDDEN, NOT_YOURS));
     }
