@@ -460,12 +460,6 @@ impl Api {
     }
 }
 
-fn runtime_record(data_dir: &Path, id: &str) -> Value {
-    let text = std::fs::read_to_string(data_dir.join("instances").join(id).join("runtime.json"))
-        .expect("runtime.json of a local runtime");
-    serde_json::from_str(&text).unwrap()
-}
-
 /// What the flow needs besides the browser.
 struct Context {
     base: String,
@@ -619,7 +613,6 @@ async fn flow(b: Browser, ctx: Context) -> Vec<String> {
         .control(&format!("/control/openclaw/instance?user_id={user}"))
         .await;
     assert_eq!(instance["status"], "ready", "{instance}");
-    let id = instance["id"].as_str().unwrap().to_owned();
 
     // The overview offers the gateway through the ingress, on this port.
     b.click(r#"nav a[href="/console"]"#).await;
@@ -656,13 +649,22 @@ async fn flow(b: Browser, ctx: Context) -> Vec<String> {
         .as_str()
         .expect("the gateway token")
         .to_owned();
-    let ws = format!(
-        "ws://127.0.0.1:{}",
-        runtime_record(&ctx.data_dir, &id)["gateway_port"]
-    );
+    // The device comes through the front door at <runtime_name>.localhost,
+    // its address forwarded by a trusted proxy (simulated on loopback).
+    let ws = format!("ws://127.0.0.1:{port}");
+    let door_host = gateway_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
     let phone = TestDevice::new(DEVICE_NAME);
     let first = phone
-        .connect(&ws, &gateway_token, false, Some("203.0.113.9"), None)
+        .connect(
+            &ws,
+            &gateway_token,
+            false,
+            Some("203.0.113.9"),
+            Some(&door_host),
+        )
         .await;
     let Outcome::NotPaired { request_id } = first else {
         panic!("expected a pairing request, got {first:?}")
@@ -727,7 +729,13 @@ async fn flow(b: Browser, ctx: Context) -> Vec<String> {
     );
     b.screenshot("security-approved").await;
     let second = phone
-        .connect(&ws, &gateway_token, false, Some("203.0.113.9"), None)
+        .connect(
+            &ws,
+            &gateway_token,
+            false,
+            Some("203.0.113.9"),
+            Some(&door_host),
+        )
         .await;
     assert!(
         matches!(second, Outcome::HelloOk { .. }),
@@ -896,6 +904,7 @@ async fn the_console_in_a_real_browser() {
         &[
             ("OA_INTERNAL_KEY", INTERNAL_KEY),
             ("OPENCLAW_ENCRYPTION_KEY", ENCRYPTION_KEY),
+            ("CLAWPLANE_TRUSTED_PROXIES", "127.0.0.1"),
         ],
     );
     let driver = ChromeDriver::start(dir.path()).await;
