@@ -41,6 +41,10 @@ pub async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) ->
         )
         .into_response();
     }
+    let Some(uri) = without_prefix(request.uri()) else {
+        return ApiError::bad_request("bad path").into_response();
+    };
+    *request.uri_mut() = uri;
     if request
         .headers()
         .get(OWNER_HEADER)
@@ -63,10 +67,6 @@ pub async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) ->
             .into_response();
     };
     let proto = request.headers().get("x-forwarded-proto").cloned();
-    let Some(uri) = without_prefix(request.uri()) else {
-        return ApiError::bad_request("bad path").into_response();
-    };
-    *request.uri_mut() = uri;
 
     let mut set_headers = HeaderMap::new();
     set_headers.insert(HeaderName::from_static("x-forwarded-for"), client);
@@ -88,11 +88,7 @@ pub async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) ->
 
 /// The owner, vouched for by `serve`: a direct local client of the gateway,
 /// authenticated with the gateway token ([`super::owner`]).
-async fn forward_owner(shared: &Shared, mut request: Request) -> Response {
-    let Some(uri) = without_prefix(request.uri()) else {
-        return ApiError::bad_request("bad path").into_response();
-    };
-    *request.uri_mut() = uri;
+async fn forward_owner(shared: &Shared, request: Request) -> Response {
     let token = &shared.config.gateway_token;
     let mut set_headers = HeaderMap::new();
     let authority = gateway_authority(shared);

@@ -131,7 +131,9 @@ pub fn behind_tls(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
-fn cookie(name: &'static str, value: String, headers: &HeaderMap) -> Cookie<'static> {
+/// A cookie of clawplane's: whole site, `HttpOnly`, `SameSite=Lax`, and
+/// `Secure` when served over TLS.
+pub fn cookie(name: &'static str, value: String, headers: &HeaderMap) -> Cookie<'static> {
     let behind_tls = behind_tls(headers);
     Cookie::build((name, value))
         .path("/")

@@ -17,12 +17,12 @@
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum_extra::extract::cookie::{Cookie, SameSite};
 use axum_extra::extract::CookieJar;
 use clawplane_domain::{Account, Instance};
 use clawplane_secrets::{api_token_digest, generate_token, ExposeSecret};
 use clawplane_store::StoreError;
 
+use crate::console::session;
 use crate::state::AppState;
 
 /// The path on an instance's host where the console's pass is exchanged for
@@ -89,21 +89,15 @@ pub async fn visitor(
             Visitor::Device
         });
     };
+    let door = format!("door:{runtime_name}");
     let pass = state
         .store
         .session(&api_token_digest(cookie.value()))
         .await?;
-    Ok(match pass {
-        Some(p)
-            if p.csrf_token == format!("door:{runtime_name}")
-                && p.account.id == instance.user_id.as_str() =>
-        {
-            Visitor::Owner
-        }
-        Some(p) if p.csrf_token == format!("door:{runtime_name}") => {
-            Visitor::Refused(StatusCode::FORBIDDEN, NOT_YOURS)
-        }
-        _ => Visitor::Refused(StatusCode::UNAUTHORIZED, SIGN_IN_FIRST),
+    Ok(match pass.filter(|p| p.csrf_token == door) {
+        Some(p) if p.account.id == instance.user_id.as_str() => Visitor::Owner,
+        Some(_) => Visitor::Refused(StatusCode::FORBIDDEN, NOT_YOURS),
+        None => Visitor::Refused(StatusCode::UNAUTHORIZED, SIGN_IN_FIRST),
     })
 }
 
@@ -172,13 +166,8 @@ pub async fn enter(
         )
         .await
         .map_err(busy)?;
-    let cookie = Cookie::build((DOOR_COOKIE, token.expose_secret().to_owned()))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(crate::console::session::behind_tls(headers))
-        .max_age(time::Duration::hours(DOOR_HOURS))
-        .build();
+    let mut cookie = session::cookie(DOOR_COOKIE, token.expose_secret().to_owned(), headers);
+    cookie.set_max_age(time::Duration::hours(DOOR_HOURS));
     let jar = CookieJar::new().add(cookie);
     Ok((
         jar,
