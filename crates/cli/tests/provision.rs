@@ -22,6 +22,8 @@ fn provisioner(data_dir: &std::path::Path) -> LocalProvisioner {
         cache_dir: clawplane_runtime::install::default_cache_dir(),
         start_timeout: Duration::from_secs(60),
         stop_timeout: Duration::from_secs(60),
+        cell_uid_base: Some(clawplane_server::provision::local::DEFAULT_CELL_UID_BASE),
+        runtime_args: Vec::new(),
     })
 }
 

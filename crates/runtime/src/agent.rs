@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api;
 use crate::backups::{self, GatewayQuiesce};
+use crate::cell::{Cell, CellStatus};
 use crate::gateway::config_file::{self, ManagedConfig};
 use crate::gateway::{process, GatewaySpec, GatewayState, LogSink, Supervisor, SupervisorOptions};
 use crate::install;
@@ -35,6 +36,9 @@ pub enum AgentError {
     /// The backup store cannot be used.
     #[error(transparent)]
     Backup(#[from] clawplane_backup::BackupError),
+    /// The cell could not be prepared.
+    #[error("cannot prepare the gateway's cell: {0}")]
+    Cell(String),
     /// A directory could not be prepared.
     #[error("cannot prepare {path}: {source}")]
     Io {
@@ -65,6 +69,8 @@ pub struct Shared {
     pub openclaw_version: String,
     /// The ingress's connection pool to the gateway.
     pub proxy: clawplane_proxy::Proxy,
+    /// The gateway's cell (`None`: `--isolation none`).
+    pub cell: Option<Arc<Cell>>,
 }
 
 /// A built agent, not yet running.
@@ -80,14 +86,19 @@ impl Agent {
         let installation = install::find(&config.cache_dir, &config.openclaw_version)?;
         let target = BackupTarget::parse(&config.backup_url, &S3Settings::from_env())?;
         let backups = BackupStore::open(&target, &config.instance_id).await?;
-        let spec = GatewaySpec {
+        let mut spec = GatewaySpec {
             installation: installation.clone(),
             root: config.state_dir.clone(),
             port: config.gateway_port,
             token: config.gateway_token.clone(),
             extra_env: config.provider_env.clone(),
+            cell: None,
         };
-        for dir in [config.state_dir.clone(), spec.home(), spec.logs_dir()] {
+        let gateway_logs = spec.gateway_json_log().parent().map(|p| p.to_path_buf());
+        for dir in [config.state_dir.clone(), spec.home(), spec.logs_dir()]
+            .into_iter()
+            .chain(gateway_logs)
+        {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -98,6 +109,20 @@ impl Agent {
                 })?;
         }
         stop_leftover_gateway(&spec).await;
+        if let Some(settings) = &config.cell {
+            let cell = Cell::prepare(
+                settings.clone(),
+                config.state_dir.clone(),
+                &installation,
+                config.gateway_port,
+            )
+            .await
+            .map_err(AgentError::Cell)?;
+            spec.cell = Some(cell);
+        } else {
+            tracing::warn!("isolation is none: the gateway and its agent's commands run as this agent's own user, with its access");
+        }
+        let cell = spec.cell.clone();
         let state_dir = spec.state_dir();
         // Read once: decides the restore and seeds `lastBackup`.
         let latest = backups.latest().await?;
@@ -153,6 +178,7 @@ impl Agent {
                 total: std::time::Duration::from_secs(30 * 24 * 60 * 60),
                 ..clawplane_proxy::Limits::default()
             }),
+            cell,
         });
         Ok(Agent {
             shared,
@@ -192,6 +218,7 @@ impl Agent {
             });
         }
         let schedule = tokio::spawn(backups::schedule(shared.clone(), token.clone()));
+        let disk = tokio::spawn(watch_disk(shared.clone(), token.clone()));
         let signal = token.clone();
         let serve = axum::serve(listener, api::router(shared.clone()))
             .with_graceful_shutdown(async move {
@@ -206,6 +233,7 @@ impl Agent {
         };
         token.cancel();
         let _ = schedule.await;
+        let _ = disk.await;
         if shared.supervisor.status().state == GatewayState::Running {
             if let Err(e) = backups::take(&shared, "before-stop").await {
                 tracing::warn!(error = %e, "protective backup before shutdown failed");
@@ -245,7 +273,46 @@ async fn stop_leftover_gateway(spec: &GatewaySpec) {
     let _ = std::fs::remove_file(spec.pid_file());
 }
 
+/// Measures the cell's disk use every minute; past the quota the gateway is
+/// stopped and the status says why.
+async fn watch_disk(shared: Arc<Shared>, token: CancellationToken) {
+    let Some(cell) = shared.cell.clone() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let measuring = cell.clone();
+        let Ok(used) = tokio::task::spawn_blocking(move || measuring.measure_disk()).await else {
+            continue;
+        };
+        let quota = cell.settings().disk_quota_bytes;
+        let state = shared.supervisor.status().state;
+        if used > quota && state != GatewayState::Stopped {
+            let reason = format!(
+                "the instance uses {} MiB of disk, over its quota of {} MiB: the gateway was stopped; delete files (or restore a backup) and start it again",
+                used >> 20,
+                quota >> 20
+            );
+            tracing::warn!("{reason}");
+            let _ = shared.supervisor.stop().await;
+            cell.set_stopped_reason(reason);
+        }
+    }
+}
+
 impl Shared {
+    /// The cell's part of `/v1/status`.
+    pub fn cell_status(&self) -> CellStatus {
+        self.cell
+            .as_ref()
+            .map(|c| c.status())
+            .unwrap_or_else(CellStatus::none)
+    }
+
     /// A quiesce hook for snapshots while the gateway runs.
     pub fn quiesce(&self) -> Option<GatewayQuiesce> {
         (self.supervisor.status().state == GatewayState::Running)

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clawplane_secrets::SecretString;
 
+use crate::cell::CellSettings;
 use crate::gateway::config_file::BindMode;
 
 /// Everything `clawplane runtime` needs.
@@ -47,6 +48,8 @@ pub struct RuntimeConfig {
     pub stop_grace: Duration,
     /// Start the gateway when the agent starts.
     pub autostart: bool,
+    /// The gateway's cell; `None` only with `--isolation none`.
+    pub cell: Option<CellSettings>,
 }
 
 impl RuntimeConfig {

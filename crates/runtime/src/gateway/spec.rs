@@ -1,13 +1,16 @@
 //! Everything needed to run one gateway: where its files live, its port and
 //! its environment. The environment is built from scratch (never inherited),
 //! so nothing of the agent's own environment, its service token included,
-//! reaches the gateway.
+//! reaches the gateway. With a cell, the same command runs inside it.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clawplane_secrets::{ExposeSecret, SecretString};
 use tokio::process::Command;
 
+use crate::cell::Cell;
 use crate::install::Installation;
 
 /// One gateway's layout and settings.
@@ -23,6 +26,8 @@ pub struct GatewaySpec {
     pub token: SecretString,
     /// Extra environment for the gateway (model provider keys).
     pub extra_env: Vec<(String, SecretString)>,
+    /// The cell the gateway runs in (`None`: `--isolation none`).
+    pub cell: Option<Arc<Cell>>,
 }
 
 impl GatewaySpec {
@@ -46,9 +51,10 @@ impl GatewaySpec {
         self.root.join("logs")
     }
 
-    /// The gateway's own JSON log (`logging.file`).
+    /// The gateway's own JSON log (`logging.file`), in its home: the
+    /// agent's `logs/` is out of a cell's reach.
     pub fn gateway_json_log(&self) -> PathBuf {
-        self.logs_dir().join("openclaw.log")
+        self.home().join("logs").join("openclaw.log")
     }
 
     /// The pid of the running gateway, for finding a leftover after a crash of the agent.
@@ -58,11 +64,17 @@ impl GatewaySpec {
 
     /// `node openclaw.mjs <args>` with the gateway's environment.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(&self.installation.node);
-        command
-            .arg(&self.installation.openclaw)
-            .args(args)
-            .env_clear();
+        let mut inner: Vec<OsString> = vec![
+            self.installation.node.clone().into(),
+            self.installation.openclaw.clone().into(),
+        ];
+        inner.extend(args.iter().map(OsString::from));
+        let argv = match &self.cell {
+            Some(cell) => cell.wrap(&inner),
+            None => inner,
+        };
+        let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]).env_clear();
         let path = format!(
             "{}:/usr/local/bin:/usr/bin:/bin",
             self.installation.node_bin_dir().display()

@@ -267,7 +267,7 @@ impl Task {
                 _ = sleep_until(next_attempt), if next_attempt.is_some() && self.child.is_none() => {
                     self.next_attempt = None;
                     if self.want_running {
-                        self.launch();
+                        self.launch().await;
                     }
                 },
             }
@@ -289,7 +289,7 @@ impl Task {
                     self.crash_streak = 0;
                     self.doctor_tried = false;
                     self.next_attempt = None;
-                    self.launch();
+                    self.launch().await;
                 }
             }
             Command::Stop(reply) => {
@@ -310,13 +310,13 @@ impl Task {
                     self.status.send_modify(|s| s.restarts += 1);
                 }
                 self.waiting.push(reply);
-                self.launch();
+                self.launch().await;
             }
         }
     }
 
-    fn launch(&mut self) {
-        match self.spawn_gateway() {
+    async fn launch(&mut self) {
+        match self.spawn_gateway().await {
             Ok(child) => {
                 let pid = child.pid;
                 self.child = Some(child);
@@ -342,7 +342,10 @@ impl Task {
         }
     }
 
-    fn spawn_gateway(&self) -> std::io::Result<RunningChild> {
+    async fn spawn_gateway(&self) -> std::io::Result<RunningChild> {
+        if let Some(cell) = &self.spec.cell {
+            cell.before_start()?;
+        }
         let mut command = self.spec.command(&["gateway", "run"]);
         command
             .stdin(Stdio::null())
@@ -353,6 +356,14 @@ impl Task {
         let mut child = command.spawn()?;
         let pid = child.id().unwrap_or_default();
         std::fs::write(self.spec.pid_file(), pid.to_string())?;
+        if let Some(cell) = &self.spec.cell {
+            if let Err(e) = cell.after_spawn(pid).await {
+                process::terminate_tree(pid, Duration::from_secs(2)).await;
+                let _ = child.wait().await;
+                cell.after_exit();
+                return Err(std::io::Error::other(e));
+            }
+        }
         for stream in [
             child.stdout.take().map(Either::Out),
             child.stderr.take().map(Either::Err),
@@ -434,6 +445,9 @@ impl Task {
         };
         // Workers may outlive the main process; none may survive it.
         process::kill_leftovers(child.pid, &child.tree);
+        if let Some(cell) = &self.spec.cell {
+            cell.after_exit();
+        }
         let was_ready_for = self.started.map(|t| t.elapsed()).unwrap_or_default();
         if was_ready_for >= self.options.stable_after {
             self.crash_streak = 0;
@@ -539,6 +553,9 @@ impl Task {
             _ => None,
         };
         process::kill_leftovers(child.pid, &child.tree);
+        if let Some(cell) = &self.spec.cell {
+            cell.after_exit();
+        }
         let _ = std::fs::remove_file(self.spec.pid_file());
         self.status.send_modify(|s| {
             s.state = GatewayState::Stopped;

@@ -90,6 +90,14 @@ pub async fn spawn_agent_with(
         body_limit: 64 * 1024,
         stop_grace: Duration::from_secs(20),
         autostart: options.autostart,
+        // A cell of its own: a uid nobody else's test holds at once.
+        cell: Some(
+            clawplane_runtime::cell::CellSettings::new(
+                2_100_000 + u32::from(gateway_port),
+                &format!("test-{gateway_port}"),
+            )
+            .unwrap(),
+        ),
     };
     tweak(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -9,6 +9,11 @@
 //! plane a runtime that still answers is found again instead of started a
 //! second time. Runtimes run in their own process group: stopping the
 //! control plane leaves them (and the users' gateways) running.
+//!
+//! With cells, each instance also gets a uid of its own for its cell, the
+//! lowest free one from the operator's base, recorded in `runtime.json`
+//! (so it survives restarts; a deleted instance's uid is free again, since
+//! nothing of its cell outlives it).
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -29,7 +34,16 @@ struct RuntimeRecord {
     pid: u32,
     listen_port: u16,
     gateway_port: u16,
+    #[serde(default)]
+    cell_uid: Option<u32>,
 }
+
+/// The first cell uid unless the operator says otherwise: clear of the
+/// host's own users and of the usual subordinate-uid ranges.
+pub const DEFAULT_CELL_UID_BASE: u32 = 2_000_000;
+
+/// How many cell uids there are from the base.
+const CELL_UIDS: u32 = 1 << 20;
 
 /// Settings of the local provisioner.
 #[derive(Debug, Clone)]
@@ -44,6 +58,12 @@ pub struct LocalSettings {
     pub start_timeout: Duration,
     /// How long a removed runtime gets to back up and stop its gateway.
     pub stop_timeout: Duration,
+    /// Cells: the first uid given to an instance's cell; `None` runs
+    /// runtimes with `--isolation none`.
+    pub cell_uid_base: Option<u32>,
+    /// Arguments every runtime gets (the cell settings but `--isolation`,
+    /// which follows `cell_uid_base`).
+    pub runtime_args: Vec<String>,
 }
 
 /// Runs runtimes as child processes.
@@ -137,11 +157,28 @@ impl LocalProvisioner {
                     break p;
                 }
             });
-        let pid = self.spawn(instance.id, &dir, listen_port, gateway_port, secrets)?;
+        let cell_uid = match self.settings.cell_uid_base {
+            Some(base) => Some(
+                previous
+                    .as_ref()
+                    .and_then(|r| r.cell_uid)
+                    .filter(|uid| (base..base.saturating_add(CELL_UIDS)).contains(uid))
+                    .map_or_else(|| self.free_cell_uid(base), Ok)?,
+            ),
+            None => None,
+        };
+        let pid = self.spawn(
+            instance.id,
+            &dir,
+            (listen_port, gateway_port),
+            cell_uid,
+            secrets,
+        )?;
         let record = RuntimeRecord {
             pid,
             listen_port,
             gateway_port,
+            cell_uid,
         };
         write_record(&dir, &record)?;
         let deadline = Instant::now() + self.settings.start_timeout;
@@ -159,12 +196,26 @@ impl LocalProvisioner {
         Ok(self.fields(instance.id, &record))
     }
 
+    /// The lowest uid from `base` that no instance's record holds.
+    fn free_cell_uid(&self, base: u32) -> Result<u32, ProvisionError> {
+        let used: std::collections::HashSet<u32> =
+            std::fs::read_dir(self.settings.data_dir.join("instances"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|entry| read_record(&entry.path()).and_then(|r| r.cell_uid))
+                .collect();
+        (base..base.saturating_add(CELL_UIDS))
+            .find(|uid| !used.contains(uid))
+            .ok_or_else(|| ProvisionError("every cell uid is in use".into()))
+    }
+
     fn spawn(
         &self,
         id: InstanceId,
         dir: &Path,
-        listen_port: u16,
-        gateway_port: u16,
+        (listen_port, gateway_port): (u16, u16),
+        cell_uid: Option<u32>,
         secrets: &RuntimeSecrets,
     ) -> Result<u32, ProvisionError> {
         let logs = dir.join("logs");
@@ -195,6 +246,12 @@ impl LocalProvisioner {
             .arg("local")
             .arg("--backup-url")
             .arg(format!("file://{}", backups.display()))
+            .args(&self.settings.runtime_args);
+        match cell_uid {
+            Some(uid) => command.args(["--isolation=cell".to_owned(), format!("--cell-uid={uid}")]),
+            None => command.arg("--isolation=none"),
+        };
+        command
             .env_clear()
             .env(
                 "PATH",

@@ -57,6 +57,8 @@ async fn real_agent() -> (String, tokio::sync::oneshot::Sender<()>, tempfile::Te
         body_limit: 64 * 1024,
         stop_grace: Duration::from_secs(5),
         autostart: false,
+        // The gateway is never started here.
+        cell: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let agent = Agent::build(config, listener)

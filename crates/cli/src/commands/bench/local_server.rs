@@ -39,6 +39,8 @@ impl LocalServer {
             cache_dir: cache_dir.to_owned(),
             start_timeout,
             stop_timeout: Duration::from_secs(90),
+            cell_uid_base: Some(clawplane_server::provision::local::DEFAULT_CELL_UID_BASE),
+            runtime_args: Vec::new(),
         }));
         let app = Application::build(
             config,

@@ -192,6 +192,7 @@ async fn bare_gateway_start(
         port,
         token: SecretString::from(GATEWAY_TOKEN.to_owned()),
         extra_env: Vec::new(),
+        cell: None,
     };
     for d in [spec.state_dir(), spec.home(), spec.logs_dir()] {
         std::fs::create_dir_all(&d)?;
