@@ -130,6 +130,20 @@ pub enum BackupError {
     #[error("the restore directory {0} is not empty; restore into a new or empty directory")]
     TargetNotEmpty(PathBuf),
 
+    /// The state directory holds more than `BackupOptions::max_total_bytes` in included files.
+    #[error(
+        "the state directory {path} holds {bytes} bytes of files, more than the backup limit of \
+         {limit} bytes; remove files from it (or exclude them), or raise BackupOptions::max_total_bytes"
+    )]
+    TooLarge {
+        /// The state directory.
+        path: PathBuf,
+        /// What its included files add up to.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+
     /// The state directory to back up does not exist or is not a directory.
     #[error("the state directory {0} does not exist or is not a directory")]
     NoStateDir(PathBuf),

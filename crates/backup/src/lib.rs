@@ -23,14 +23,24 @@
 //! databases, recognised by their header, are stored as a `VACUUM INTO` snapshot. Symlinks are
 //! recorded as links and restored as links; they are never followed.
 //!
-//! Modules: `target` (URLs and clients), `scan` (what is included), `snapshot` (consistent
-//! copies), `manifest` (the per-backup record), `objects` (keys, reads, uploads), `store` (backup, list, latest, has_changed),
-//! `restore`, `retention` (prune), `error`.
+//! The state directory is hostile input: the tenant writes it, and this crate runs as root
+//! outside the tenant's cell. So no symlink is ever followed, at any depth, even one swapped in
+//! between the scan and the read (every path is opened from directory handles with
+//! `O_NOFOLLOW`); FIFOs, sockets and devices are never opened; a file is read only if `fstat`
+//! says it is a regular file; sizes are bounded ([`BackupOptions::max_file_bytes`]: a larger
+//! file is left out with a warning; [`BackupOptions::max_total_bytes`]: a larger state fails
+//! the backup). A restore writes only through directory handles it created, with `O_EXCL`.
+//!
+//! Modules: `target` (URLs and clients), `beneath` (opening paths of a hostile tree), `scan`
+//! (what is included), `snapshot` (consistent copies), `manifest` (the per-backup record),
+//! `objects` (keys, reads, uploads), `store` (backup, list, latest, has_changed), `restore`,
+//! `retention` (prune), `error`.
 //!
 //! Not done here: compression and client-side encryption. Blobs are stored as they are, so the
 //! bucket holds the instance's `.env`, credentials and SQLite secrets in plaintext: it must be
 //! private, and server-side encryption should be on.
 
+mod beneath;
 mod error;
 mod manifest;
 mod objects;

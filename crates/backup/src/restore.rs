@@ -5,27 +5,46 @@
 //! - every path is relative and made of plain components (no `/` at the start, no `.`, `..` or
 //!   empty components), appears once, and does not sit inside an entry that is a file or a
 //!   symlink;
-//! - every blob name is a SHA-256 in hex.
+//! - every blob name is a SHA-256 in hex; every symlink target is non-empty plain text.
 //!
-//! While writing: directories are created one component at a time and must be real directories;
-//! files are created with `O_CREAT|O_EXCL` (which never follows a symlink); symlinks are made
-//! last, so nothing is ever written through one; each file's SHA-256 and size are checked
-//! against the manifest before it counts as restored. Modes are set after the content (file
-//! modes as each file completes, directory modes at the end, deepest first) so that a `0500`
-//! directory does not block its own restore. A failed restore removes what it wrote.
+//! While writing, everything goes through directory handles, starting from the restore
+//! directory opened `O_NOFOLLOW`: each directory is created with `mkdirat` and entered with
+//! `openat(O_DIRECTORY|O_NOFOLLOW)`, so a symlink in the way (one in the target, or a race) is
+//! refused rather than followed; files are created with `O_CREAT|O_EXCL|O_NOFOLLOW` (never
+//! through a symlink, never over anything); symlinks are made last with `symlinkat`, as links,
+//! so nothing is ever written through one; modes are set with `fchmod` on the open handle, and
+//! are permission bits only (a restore runs as root: no setuid, setgid or sticky bit comes
+//! back). Only directories, regular files and symlinks are ever created. Each file's SHA-256
+//! and size are checked against the manifest before it counts as restored. Modes are set
+//! after the content (file modes as each file completes, directory modes at the end, deepest
+//! first) so that a `0500` directory does not block its own restore. A failed restore removes
+//! what it wrote.
+//!
+//! [`BackupStore::restore_and_swap`] restores into a new directory beside the state directory
+//! (in its parent, which is not the tenant's), so no process of the tenant can reach the tree
+//! being written; the old tree is removed with `remove_dir_all`, which does not follow links.
 
 use std::{
     collections::HashSet,
-    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    os::{
+        fd::{AsFd, BorrowedFd, OwnedFd},
+        unix::fs::{DirBuilderExt, PermissionsExt},
+    },
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use futures::{stream, StreamExt, TryStreamExt};
+use rustix::{
+    fs::{fchmod, mkdirat, openat, symlinkat, Mode, OFlags},
+    io::Errno,
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::{
+    beneath::{open_dir_at, split, Root},
     error::BackupError,
     manifest::{self, Entry, Manifest},
     snapshot::blocking,
@@ -170,8 +189,11 @@ pub(crate) fn check_entries(m: &Manifest) -> Result<(), BackupError> {
                     });
                 }
             }
-            Entry::Symlink { .. } => {
+            Entry::Symlink { target, .. } => {
                 leaves.insert(path);
+                if target.is_empty() || target.len() > 4096 || target.contains('\0') {
+                    return Err(unsafe_path(path, "invalid symlink target"));
+                }
             }
         }
     }
@@ -249,47 +271,73 @@ fn clean_up(dir: &Path, created: bool) {
     }
 }
 
-/// Creates `root/rel` one component at a time, refusing anything that is not a real directory.
-fn ensure_dir(root: &Path, rel: &str) -> Result<(), BackupError> {
-    let mut path = root.to_path_buf();
-    for component in rel.split('/').filter(|c| !c.is_empty()) {
-        path.push(component);
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(BackupError::io(
-                    "create the directory",
-                    path,
-                    std::io::Error::other("a file or symlink is in the way"),
-                ))
+/// Opens `root/rel` as a directory, creating what is missing one component at a time and
+/// refusing anything that is not a real directory (a symlink included).
+fn ensure_dir(root: &Root, rel: &str) -> Result<OwnedFd, BackupError> {
+    let in_the_way = |at: PathBuf| {
+        BackupError::io(
+            "create the directory",
+            at,
+            std::io::Error::other("a file or symlink is in the way"),
+        )
+    };
+    let mut dir = root
+        .dir("")
+        .map_err(|e| BackupError::io("open", &root.path, e))?
+        .ok_or_else(|| in_the_way(root.path.clone()))?;
+    let mut at = root.path.clone();
+    for name in rel.split('/').filter(|c| !c.is_empty()) {
+        at.push(name);
+        let fail = |e: std::io::Error| BackupError::io("create the directory", &at, e);
+        if let Err(e) = mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
+            if e != Errno::EXIST {
+                return Err(fail(e.into()));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&path)
-                .map_err(|e| BackupError::io("create the directory", &path, e))?,
-            Err(e) => return Err(BackupError::io("inspect", path, e)),
         }
+        dir = open_dir_at(dir.as_fd(), name)
+            .map_err(fail)?
+            .ok_or_else(|| in_the_way(at.clone()))?;
     }
-    Ok(())
+    Ok(dir)
+}
+
+/// The directory `rel` of the restore, which `ensure_dir` made.
+fn restored_dir(root: &Root, rel: &str) -> Result<OwnedFd, BackupError> {
+    root.dir(rel)
+        .map_err(|e| BackupError::io("open", root.path.join(rel), e))?
+        .ok_or_else(|| {
+            BackupError::io(
+                "open",
+                root.path.join(rel),
+                std::io::Error::other("the restored directory was replaced"),
+            )
+        })
+}
+
+/// Permission bits only: a restore runs as root, and must not hand out setuid files.
+fn permission_bits(mode: u32) -> Mode {
+    Mode::from_raw_mode(mode & 0o777)
 }
 
 async fn restore_into(
     inner: &Inner,
     m: &Manifest,
-    root: &Path,
+    target: &Path,
     concurrency: usize,
 ) -> Result<RestoreReport, BackupError> {
+    let dir = target.to_path_buf();
+    let root = blocking(move || Root::open(&dir).map_err(|e| BackupError::io("open", dir, e)))
+        .await
+        .map(Arc::new)?;
+
     // Directories first (every listed one, and every file's and symlink's parent).
-    let (dirs_root, entries) = (root.to_path_buf(), m.entries.clone());
+    let (dirs_root, entries) = (root.clone(), m.entries.clone());
     blocking(move || {
         for e in &entries {
             match e {
                 Entry::Dir { path, .. } => ensure_dir(&dirs_root, path)?,
-                other => {
-                    let parent = other.path().rsplit_once('/').map_or("", |(p, _)| p);
-                    ensure_dir(&dirs_root, parent)?;
-                }
-            }
+                other => ensure_dir(&dirs_root, split(other.path()).0)?,
+            };
         }
         Ok(())
     })
@@ -313,28 +361,32 @@ async fn restore_into(
         .collect();
     let (count, bytes) = (files.len() as u64, files.iter().map(|f| f.2).sum());
     let id = m.id.as_str();
+    let root_ref = &root;
     stream::iter(files)
         .map(|(path, mode, size, sha)| async move {
-            restore_file(inner, id, root, &path, mode, size, &sha).await
+            restore_file(inner, id, root_ref, &path, mode, size, &sha).await
         })
         .buffer_unordered(concurrency.max(1))
         .try_collect::<()>()
         .await?;
 
-    let (links_root, entries) = (root.to_path_buf(), m.entries.clone());
+    let (links_root, entries) = (root.clone(), m.entries.clone());
     blocking(move || {
         for e in &entries {
             if let Entry::Symlink { path, target } = e {
-                let at = links_root.join(path);
-                std::os::unix::fs::symlink(target, &at)
-                    .map_err(|e| BackupError::io("create the symlink", at, e))?;
+                let (parent, name) = split(path);
+                let dir = restored_dir(&links_root, parent)?;
+                symlinkat(target.as_str(), &dir, name).map_err(|e| {
+                    BackupError::io("create the symlink", links_root.path.join(path), e.into())
+                })?;
             }
         }
         for e in entries.iter().rev() {
             if let Entry::Dir { path, mode } = e {
-                let at = links_root.join(path);
-                std::fs::set_permissions(&at, std::fs::Permissions::from_mode(*mode))
-                    .map_err(|e| BackupError::io("set the mode of", at, e))?;
+                let dir = restored_dir(&links_root, path)?;
+                fchmod(&dir, permission_bits(*mode)).map_err(|e| {
+                    BackupError::io("set the mode of", links_root.path.join(path), e.into())
+                })?;
             }
         }
         Ok(())
@@ -347,17 +399,34 @@ async fn restore_into(
     })
 }
 
+/// Creates the new, empty file `rel` (`O_EXCL|O_NOFOLLOW`, in a directory reached by handles).
+fn create_file(root: &Root, rel: &str) -> Result<std::fs::File, BackupError> {
+    let (parent, name) = split(rel);
+    let dir = restored_dir(root, parent)?;
+    create_file_at(dir.as_fd(), name)
+        .map_err(|e| BackupError::io("write the restored file", root.path.join(rel), e))
+}
+
+fn create_file_at(dir: BorrowedFd<'_>, name: &str) -> std::io::Result<std::fs::File> {
+    let flags = OFlags::WRONLY
+        .union(OFlags::CREATE)
+        .union(OFlags::EXCL)
+        .union(OFlags::NOFOLLOW)
+        .union(OFlags::CLOEXEC);
+    Ok(openat(dir, name, flags, Mode::from_raw_mode(0o600))?.into())
+}
+
 /// Streams one blob into a new file, checking its hash and size before setting its mode.
 async fn restore_file(
     inner: &Inner,
     id: &str,
-    root: &Path,
+    root: &Arc<Root>,
     rel: &str,
     mode: u32,
     size: u64,
     sha256: &str,
 ) -> Result<(), BackupError> {
-    let at = root.join(rel);
+    let at = root.path.join(rel);
     let write_err = |e| BackupError::io("write the restored file", at.clone(), e);
     let mut chunks = inner
         .get_stream(&inner.blob_key(sha256))
@@ -366,13 +435,8 @@ async fn restore_file(
             id: id.to_string(),
             reason: format!("the blob {sha256} of {rel:?} is missing"),
         })?;
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&at)
-        .await
-        .map_err(write_err)?;
+    let (r, name) = (root.clone(), rel.to_owned());
+    let mut file = tokio::fs::File::from_std(blocking(move || create_file(&r, &name)).await?);
     let mut hasher = Sha256::new();
     let mut written = 0u64;
     while let Some(chunk) = chunks.next().await {
@@ -391,7 +455,8 @@ async fn restore_file(
         });
     }
     file.sync_all().await.map_err(write_err)?;
-    tokio::fs::set_permissions(&at, std::fs::Permissions::from_mode(mode))
+    // `fchmod` on the open handle, never a path.
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
         .await
         .map_err(write_err)?;
     Ok(())
@@ -399,7 +464,34 @@ async fn restore_file(
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::symlink;
+
     use super::*;
+
+    /// Symlinks already in the restore directory (planted, or a race) are never written through.
+    #[test]
+    fn directories_and_files_are_never_created_through_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (target, host) = (tmp.path().join("target"), tmp.path().join("host"));
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::create_dir_all(&host).unwrap();
+        std::fs::write(host.join("f"), "host").unwrap();
+        symlink(&host, target.join("d")).unwrap();
+        symlink(host.join("f"), target.join("f")).unwrap();
+        symlink(host.join("new"), target.join("dangling")).unwrap();
+        let root = Root::open(&target).unwrap();
+
+        let err = ensure_dir(&root, "d/sub").unwrap_err();
+        assert!(err.to_string().contains("in the way"), "{err}");
+        assert!(create_file(&root, "d/x").is_err());
+        for name in ["f", "dangling"] {
+            let dir = root.dir("").unwrap().unwrap();
+            assert!(create_file_at(dir.as_fd(), name).is_err(), "{name}");
+        }
+        assert_eq!(std::fs::read_to_string(host.join("f")).unwrap(), "host");
+        let host_names = std::fs::read_dir(&host).unwrap().count();
+        assert_eq!(host_names, 1, "nothing was created in the host directory");
+    }
 
     #[test]
     fn only_plain_relative_paths_are_safe() {

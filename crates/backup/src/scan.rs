@@ -7,16 +7,30 @@
 //!   depth; a trailing `/` matches directories only.
 //! - a SQLite database's `-wal`, `-shm` and `-journal` files (`X-wal` beside an `X`): the
 //!   database itself is snapshotted with `VACUUM INTO`, which includes committed WAL content.
-//! - sockets, FIFOs and devices, and names that are not UTF-8 (logged, since the manifest is JSON).
+//! - sockets, FIFOs and devices (never opened, so a FIFO cannot block the walk), and names that
+//!   are not UTF-8 (logged, since the manifest is JSON).
+//! - regular files larger than [`crate::BackupOptions::max_file_bytes`] (logged): one huge file
+//!   must not cost the instance its whole backup.
 //!
-//! Symlinks are recorded as links (their target text), never followed.
+//! The tree is the tenant's, so it is walked through directory handles (`beneath`):
+//! each directory is opened `O_NOFOLLOW|O_DIRECTORY` from its parent's handle and its entries
+//! are looked at with `fstatat(AT_SYMLINK_NOFOLLOW)`. Symlinks are recorded as links (their
+//! target text, from `readlinkat`), never followed, at any depth; a symlink to a directory is
+//! not walked into.
 
 use std::{
-    os::unix::fs::{MetadataExt, PermissionsExt},
+    collections::HashSet,
+    os::fd::{AsFd, BorrowedFd},
     path::{Path, PathBuf},
 };
 
+use rustix::{
+    fs::{readlinkat, statat, AtFlags, Dir, FileType, Stat},
+    io::Errno,
+};
+
 use crate::{
+    beneath::{open_dir_at, Root},
     error::BackupError,
     manifest::{FingerprintItem, SourceStat},
 };
@@ -25,7 +39,7 @@ use crate::{
 pub const DEFAULT_EXCLUDES: &[&str] = &["/tmp/", "/cache/", "*.lock"];
 
 /// Suffixes of SQLite's side files, skipped when the main file is beside them.
-const SIDECARS: &[&str] = &["-wal", "-shm", "-journal"];
+pub(crate) const SIDECARS: &[&str] = &["-wal", "-shm", "-journal"];
 
 /// Bounds on the walk, so a pathological tree cannot run it forever.
 const MAX_DEPTH: usize = 64;
@@ -130,23 +144,44 @@ fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// Walks `root` and returns the included entries sorted by relative path.
-pub(crate) fn scan(root: &Path, excludes: &Excludes) -> Result<Vec<Scanned>, BackupError> {
-    let meta = std::fs::metadata(root).map_err(|_| BackupError::NoStateDir(root.into()))?;
-    if !meta.is_dir() {
-        return Err(BackupError::NoStateDir(root.into()));
-    }
-    let mut out = Vec::new();
-    let mut stack = vec![(root.to_path_buf(), String::new(), 0usize)];
-    while let Some((dir, rel_dir, depth)) = stack.pop() {
-        let mut children = read_dir_sorted(&dir)?;
-        let names: std::collections::HashSet<String> =
-            children.iter().map(|(name, _)| name.clone()).collect();
-        for (name, abs) in children.drain(..) {
-            if out.len() >= MAX_ENTRIES {
+/// Walks `root` and returns the included entries sorted by relative path. Regular files larger
+/// than `max_file_bytes` are left out, with a warning.
+pub(crate) fn scan(
+    root: &Path,
+    excludes: &Excludes,
+    max_file_bytes: u64,
+) -> Result<Vec<Scanned>, BackupError> {
+    let root = Root::open(root).map_err(|_| BackupError::NoStateDir(root.into()))?;
+    let mut walk = Walk {
+        root: &root,
+        excludes,
+        max_file_bytes,
+        out: Vec::new(),
+    };
+    walk.dir(root.fd.as_fd(), "", 0)?;
+    let mut out = walk.out;
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(out)
+}
+
+/// One walk: each directory is read through a handle opened from its parent's handle, so a
+/// directory swapped for a symlink is never entered. Only the current path's handles are open.
+struct Walk<'a> {
+    root: &'a Root,
+    excludes: &'a Excludes,
+    max_file_bytes: u64,
+    out: Vec<Scanned>,
+}
+
+impl Walk<'_> {
+    fn dir(&mut self, dir: BorrowedFd<'_>, rel_dir: &str, depth: usize) -> Result<(), BackupError> {
+        let names = self.read_dir_sorted(dir, rel_dir)?;
+        let siblings: HashSet<&str> = names.iter().map(String::as_str).collect();
+        for name in &names {
+            if self.out.len() >= MAX_ENTRIES {
                 return Err(BackupError::io(
                     "walk (too many entries in)",
-                    root,
+                    &self.root.path,
                     std::io::Error::other(format!("more than {MAX_ENTRIES} entries")),
                 ));
             }
@@ -155,95 +190,123 @@ pub(crate) fn scan(root: &Path, excludes: &Excludes) -> Result<Vec<Scanned>, Bac
             } else {
                 format!("{rel_dir}/{name}")
             };
-            let meta = match std::fs::symlink_metadata(&abs) {
-                Ok(m) => m,
+            let abs = self.root.path.join(&rel);
+            let st = match statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
                 // Deleted between read_dir and stat: it is not part of the snapshot.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(BackupError::io("read the metadata of", abs, e)),
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(BackupError::io("read the metadata of", abs, e.into())),
             };
-            let ft = meta.file_type();
-            if excludes.matches(&rel, ft.is_dir()) || is_sidecar(&name, &names) {
+            let file_type = FileType::from_raw_mode(st.st_mode);
+            let is_dir = file_type == FileType::Directory;
+            if self.excludes.matches(&rel, is_dir) || is_sidecar(name, &siblings) {
                 continue;
             }
-            let mode = meta.permissions().mode() & 0o7777;
-            let kind = if ft.is_dir() {
-                if depth + 1 >= MAX_DEPTH {
+            let mode = st.st_mode & 0o7777;
+            let mut stat = SourceStat::default();
+            let kind = match file_type {
+                FileType::Directory if depth + 1 >= MAX_DEPTH => {
                     tracing::warn!(path = %abs.display(), "backup: directory nesting too deep, skipped");
                     continue;
                 }
-                stack.push((abs.clone(), rel.clone(), depth + 1));
-                Kind::Dir
-            } else if ft.is_file() {
-                Kind::File
-            } else if ft.is_symlink() {
-                let target = std::fs::read_link(&abs)
-                    .map_err(|e| BackupError::io("read the symlink", &abs, e))?;
-                match target.to_str() {
-                    Some(t) => Kind::Symlink(t.to_string()),
-                    None => {
-                        tracing::warn!(path = %abs.display(), "backup: symlink target is not UTF-8, skipped");
+                FileType::Directory => {
+                    let Some(child) = open_dir_at(dir, name)
+                        .map_err(|e| BackupError::io("open the directory", &abs, e))?
+                    else {
+                        tracing::warn!(path = %abs.display(), "backup: directory replaced during the scan, skipped");
+                        continue;
+                    };
+                    self.push(rel.clone(), abs, Kind::Dir, mode, stat);
+                    self.dir(child.as_fd(), &rel, depth + 1)?;
+                    continue;
+                }
+                FileType::RegularFile => {
+                    let size = u64::try_from(st.st_size).unwrap_or(0);
+                    if size > self.max_file_bytes {
+                        tracing::warn!(
+                            path = %abs.display(), size, limit = self.max_file_bytes,
+                            "backup: file larger than the per-file limit (BackupOptions::max_file_bytes), skipped"
+                        );
                         continue;
                     }
+                    stat = SourceStat {
+                        size,
+                        mtime_ns: mtime_ns(&st),
+                        wal: wal_stat(dir, name),
+                    };
+                    Kind::File
                 }
-            } else {
-                continue;
-            };
-            let stat = match kind {
-                Kind::File => SourceStat {
-                    size: meta.len(),
-                    mtime_ns: mtime_ns(&meta),
-                    wal: wal_stat(&abs),
+                FileType::Symlink => match readlinkat(dir, name.as_str(), Vec::new()) {
+                    Ok(target) => match target.into_string() {
+                        Ok(t) => Kind::Symlink(t),
+                        Err(_) => {
+                            tracing::warn!(path = %abs.display(), "backup: symlink target is not UTF-8, skipped");
+                            continue;
+                        }
+                    },
+                    // Deleted or replaced since the stat.
+                    Err(Errno::NOENT | Errno::INVAL) => continue,
+                    Err(e) => return Err(BackupError::io("read the symlink", abs, e.into())),
                 },
-                _ => SourceStat::default(),
+                // Sockets, FIFOs, devices: never opened.
+                _ => continue,
             };
-            out.push(Scanned {
-                rel,
-                abs,
-                kind,
-                mode,
-                stat,
-            });
+            self.push(rel, abs, kind, mode, stat);
         }
+        Ok(())
     }
-    out.sort_by(|a, b| a.rel.cmp(&b.rel));
-    Ok(out)
-}
 
-fn read_dir_sorted(dir: &Path) -> Result<Vec<(String, PathBuf)>, BackupError> {
-    let mut children = Vec::new();
-    let reader =
-        std::fs::read_dir(dir).map_err(|e| BackupError::io("read the directory", dir, e))?;
-    for item in reader {
-        let item = item.map_err(|e| BackupError::io("read the directory", dir, e))?;
-        match item.file_name().into_string() {
-            Ok(name) => children.push((name, item.path())),
-            Err(_) => {
-                tracing::warn!(path = %item.path().display(), "backup: file name is not UTF-8, skipped");
+    fn push(&mut self, rel: String, abs: PathBuf, kind: Kind, mode: u32, stat: SourceStat) {
+        self.out.push(Scanned {
+            rel,
+            abs,
+            kind,
+            mode,
+            stat,
+        });
+    }
+
+    fn read_dir_sorted(
+        &self,
+        dir: BorrowedFd<'_>,
+        rel_dir: &str,
+    ) -> Result<Vec<String>, BackupError> {
+        let path = self.root.path.join(rel_dir);
+        let fail = |e: Errno| BackupError::io("read the directory", &path, e.into());
+        let mut reader = Dir::read_from(dir).map_err(fail)?;
+        let mut names = Vec::new();
+        while let Some(item) = reader.read() {
+            let name = item.map_err(fail)?.file_name().to_owned();
+            match name.to_str() {
+                Ok("." | "..") => {}
+                Ok(name) => names.push(name.to_owned()),
+                Err(_) => {
+                    tracing::warn!(dir = %path.display(), name = ?name, "backup: file name is not UTF-8, skipped");
+                }
             }
         }
+        names.sort();
+        Ok(names)
     }
-    children.sort();
-    Ok(children)
 }
 
-fn is_sidecar(name: &str, siblings: &std::collections::HashSet<String>) -> bool {
+fn is_sidecar(name: &str, siblings: &HashSet<&str>) -> bool {
     SIDECARS.iter().any(|suffix| {
         name.strip_suffix(suffix)
             .is_some_and(|main| !main.is_empty() && siblings.contains(main))
     })
 }
 
-pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
-    meta.mtime()
+fn mtime_ns(st: &Stat) -> i64 {
+    st.st_mtime
         .saturating_mul(1_000_000_000)
-        .saturating_add(meta.mtime_nsec())
+        .saturating_add(st.st_mtime_nsec as i64)
 }
 
-fn wal_stat(db: &Path) -> Option<(u64, i64)> {
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    let meta = std::fs::symlink_metadata(PathBuf::from(wal)).ok()?;
-    meta.is_file().then(|| (meta.len(), mtime_ns(&meta)))
+fn wal_stat(dir: BorrowedFd<'_>, db: &str) -> Option<(u64, i64)> {
+    let st = statat(dir, format!("{db}-wal").as_str(), AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    (FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+        .then(|| (u64::try_from(st.st_size).unwrap_or(0), mtime_ns(&st)))
 }
 
 #[cfg(test)]
@@ -274,9 +337,7 @@ mod tests {
 
     #[test]
     fn sidecars_are_skipped_only_beside_their_main_file() {
-        let names: std::collections::HashSet<String> = ["db.sqlite", "db.sqlite-wal", "my-journal"]
-            .map(String::from)
-            .into();
+        let names: HashSet<&str> = ["db.sqlite", "db.sqlite-wal", "my-journal"].into();
         assert!(is_sidecar("db.sqlite-wal", &names));
         assert!(!is_sidecar("my-journal", &names));
     }

@@ -52,6 +52,13 @@ pub struct BackupOptions {
     /// Where the staging directory is created; the state directory's parent when `None`
     /// (same filesystem, and not a RAM-backed `/tmp`).
     pub staging_parent: Option<PathBuf>,
+    /// A regular file larger than this (default 2 GiB) is left out of the backup, with a
+    /// warning: the tenant's one huge file must not cost it every other file's backup.
+    pub max_file_bytes: u64,
+    /// A state directory whose included files add up to more than this (default 20 GiB) is not
+    /// backed up at all: the backup fails with [`BackupError::TooLarge`], since leaving out
+    /// arbitrary files would make a backup that looks complete and is not.
+    pub max_total_bytes: u64,
 }
 
 impl Default for BackupOptions {
@@ -63,6 +70,8 @@ impl Default for BackupOptions {
                 .collect(),
             concurrency: 4,
             staging_parent: None,
+            max_file_bytes: 2 << 30,
+            max_total_bytes: 20 << 30,
         }
     }
 }
@@ -262,16 +271,40 @@ impl BackupStore {
         staging: &Path,
     ) -> Result<(String, Vec<snapshot::Prepared>), BackupError> {
         let scanned = self.scan(state_dir).await?;
-        let fingerprint = manifest::fingerprint(scanned.iter().map(|s| s.fingerprint_item()));
-        let prepared =
-            snapshot::snapshot(scanned, previous, staging, self.options.concurrency).await?;
+        let total: u64 = scanned.iter().map(|s| s.stat.size).sum();
+        if total > self.options.max_total_bytes {
+            return Err(BackupError::TooLarge {
+                path: state_dir.to_path_buf(),
+                bytes: total,
+                limit: self.options.max_total_bytes,
+            });
+        }
+        let prepared = snapshot::snapshot(
+            state_dir,
+            &scanned,
+            previous,
+            staging,
+            self.options.concurrency,
+            self.options.max_file_bytes,
+        )
+        .await?;
+        // Entries that changed under the snapshot were left out: so are they from the
+        // fingerprint, so that `has_changed` sees them again.
+        let kept: std::collections::HashSet<&str> =
+            prepared.iter().map(|p| p.entry.path()).collect();
+        let fingerprint = manifest::fingerprint(
+            scanned
+                .iter()
+                .filter(|s| kept.contains(s.rel.as_str()))
+                .map(|s| s.fingerprint_item()),
+        );
         Ok((fingerprint, prepared))
     }
 
     pub(crate) async fn scan(&self, state_dir: &Path) -> Result<Vec<scan::Scanned>, BackupError> {
         let excludes = Excludes::new(&self.options.excludes);
-        let dir = state_dir.to_path_buf();
-        snapshot::blocking(move || scan::scan(&dir, &excludes)).await
+        let (dir, max_file_bytes) = (state_dir.to_path_buf(), self.options.max_file_bytes);
+        snapshot::blocking(move || scan::scan(&dir, &excludes, max_file_bytes)).await
     }
 
     fn staging_dir(&self, state_dir: &Path) -> Result<tempfile::TempDir, BackupError> {

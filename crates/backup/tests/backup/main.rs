@@ -3,6 +3,7 @@
 
 mod crash;
 mod helpers;
+mod hostile;
 mod local;
 mod restore_safety;
 mod retention;

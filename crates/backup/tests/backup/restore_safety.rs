@@ -90,3 +90,35 @@ async fn restore_refuses_a_blob_whose_content_does_not_match_its_hash() {
     store.restore(None, &target).await.unwrap_err();
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
 }
+
+#[tokio::test]
+async fn restore_hands_out_permission_bits_only_never_setuid_setgid_or_sticky() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dirs = TestDirs::new();
+    let store = dirs.local_store("inst-suid").await;
+    let blob = dirs.store_dir().join("inst-suid/blobs/e3").join(EMPTY_SHA);
+    std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
+    std::fs::write(&blob, b"").unwrap();
+    let id = "20990101T000000.001Z-00000001";
+    let mut suid = file("d/run");
+    suid["mode"] = json!("4755");
+    plant_manifest(
+        &dirs,
+        "inst-suid",
+        id,
+        json!([{"kind": "dir", "path": "d", "mode": "3777"}, suid]),
+    );
+
+    let target = dirs.path("restored");
+    store.restore(Some(id), &target).await.unwrap();
+    let mode = |p: &str| {
+        std::fs::metadata(target.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("d/run"), 0o755);
+    assert_eq!(mode("d"), 0o777);
+}

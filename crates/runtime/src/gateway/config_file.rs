@@ -9,13 +9,28 @@
 //! per-instance log file, and every switch that would make the gateway reach
 //! the internet on its own (update checks, mDNS, the remote model catalog).
 //! The file is written atomically, mode 0600, in a 0700 directory.
+//!
+//! The file is the tenant's too (its gateway and agent write the state
+//! directory), and this agent runs outside the tenant's cell with more rights,
+//! so it is read as hostile input: opened `O_NOFOLLOW|O_NONBLOCK`, kept only
+//! if `fstat` says it is a regular file of at most [`MAX_CONFIG_BYTES`].
+//! Anything else (a symlink, a FIFO, a directory, a huge file, JSON5) is moved
+//! aside with `rename`, which moves a link itself and never its target, and
+//! a clean file is written. The new file is made under a fresh name with
+//! `O_CREAT|O_EXCL|O_NOFOLLOW`, then renamed over the old name: nothing is
+//! ever written through a link. The state directory's parent is the
+//! operator's, so the directory itself is trusted.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::libc;
 use serde_json::{json, Map, Value};
+
+/// A larger `openclaw.json` is set aside unread, like one that is not JSON.
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
 /// `OPENCLAW_BIND_MODE`: where the gateway listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,22 +91,19 @@ pub fn write(path: &Path, managed: &ManagedConfig) -> std::io::Result<()> {
         .mode(0o700)
         .create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-    let mut root = match fs::read_to_string(path) {
-        Ok(text) => match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Object(map)) => Value::Object(map),
-            _ => {
-                // JSON5 or a broken file: keep it aside, start from a clean one.
-                let aside = path.with_extension(format!(
-                    "json.unreadable-{}",
-                    chrono::Utc::now().timestamp()
-                ));
-                fs::rename(path, &aside)?;
-                tracing::warn!(kept = %aside.display(), "openclaw.json was not plain JSON; rewrote it");
-                json!({})
-            }
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => json!({}),
-        Err(e) => return Err(e),
+    let mut root = match read_existing(path)? {
+        Existing::Missing => json!({}),
+        Existing::Object(root) => root,
+        Existing::Unusable(why) => {
+            // JSON5, a broken file or not a file at all: keep it aside, start from a clean one.
+            let aside = path.with_extension(format!(
+                "json.unreadable-{}",
+                chrono::Utc::now().timestamp()
+            ));
+            fs::rename(path, &aside)?;
+            tracing::warn!(kept = %aside.display(), why, "openclaw.json was unusable; rewrote it");
+            json!({})
+        }
     };
     apply(&mut root, managed);
     let text = serde_json::to_string_pretty(&root).map_err(std::io::Error::other)?;
@@ -99,12 +111,56 @@ pub fn write(path: &Path, managed: &ManagedConfig) -> std::io::Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
         .open(&tmp)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     fs::rename(&tmp, path)?;
     Ok(())
+}
+
+/// What is at the config path now.
+#[derive(Debug)]
+enum Existing {
+    Missing,
+    /// A JSON object.
+    Object(Value),
+    /// Something to set aside, and why.
+    Unusable(&'static str),
+}
+
+/// Reads the config without following a symlink, opening a FIFO's other end
+/// or reading more than [`MAX_CONFIG_BYTES`].
+fn read_existing(path: &Path) -> std::io::Result<Existing> {
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Existing::Missing),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Ok(Existing::Unusable("it is a symlink"))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            return Ok(Existing::Unusable("it is a socket"))
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(Existing::Unusable("it is not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Ok(Existing::Unusable("it is larger than 4 MiB"));
+    }
+    Ok(match serde_json::from_slice::<Value>(&bytes) {
+        Ok(root @ Value::Object(_)) => Existing::Object(root),
+        _ => Existing::Unusable("it is not plain JSON"),
+    })
 }
 
 fn apply(root: &mut Value, m: &ManagedConfig) {
@@ -228,6 +284,83 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(names.iter().any(|n| n.contains("unreadable")), "{names:?}");
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn assert_rewritten(path: &Path) {
+        let meta = fs::symlink_metadata(path).unwrap();
+        assert!(meta.is_file(), "a regular file is at the config path now");
+        let v: Value = serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(v["gateway"]["port"], 19000);
+        assert!(
+            v.get("secret").is_none(),
+            "nothing of the old content is kept"
+        );
+    }
+
+    #[test]
+    fn a_symlink_to_a_host_file_is_set_aside_and_the_host_file_never_read_or_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("host.json");
+        let secret = r#"{"secret":"host-only"}"#;
+        fs::write(&host, secret).unwrap();
+        fs::create_dir(dir.path().join("state")).unwrap();
+        let path = dir.path().join("state/openclaw.json");
+        std::os::unix::fs::symlink(&host, &path).unwrap();
+
+        write(&path, &managed()).unwrap();
+
+        assert_rewritten(&path);
+        assert_eq!(
+            fs::read_to_string(&host).unwrap(),
+            secret,
+            "the host file is untouched"
+        );
+        let names = names_in(&dir.path().join("state"));
+        assert!(names.iter().any(|n| n.contains("unreadable")), "{names:?}");
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_is_set_aside_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("openclaw.json");
+        let mut big = br#"{"secret":""#.to_vec();
+        big.resize(MAX_CONFIG_BYTES as usize + 10, b'x');
+        big.extend_from_slice(br#""}"#);
+        fs::write(&path, &big).unwrap();
+        write(&path, &managed()).unwrap();
+        assert_rewritten(&path);
+        assert!(names_in(dir.path())
+            .iter()
+            .any(|n| n.contains("unreadable")));
+    }
+
+    #[test]
+    fn a_fifo_or_a_directory_at_the_config_path_is_set_aside_without_blocking() {
+        for make in ["fifo", "dir"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("openclaw.json");
+            if make == "fifo" {
+                let made = std::process::Command::new("mkfifo").arg(&path).status();
+                assert!(made.unwrap().success());
+            } else {
+                fs::create_dir(&path).unwrap();
+            }
+            let (done, finished) = std::sync::mpsc::channel();
+            let at = path.clone();
+            std::thread::spawn(move || done.send(write(&at, &managed()).is_ok()).unwrap());
+            let written = finished
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("a FIFO must not block the write");
+            assert!(written, "{make}");
+            assert_rewritten(&path);
+        }
     }
 
     #[test]
