@@ -73,6 +73,13 @@ impl Application {
     ) -> std::io::Result<()> {
         let Application { listener, state } = self;
         let token = CancellationToken::new();
+        // Expired console sessions, door passes and door cookies go on a
+        // schedule, not only when someone signs out.
+        let sweeper = crate::console::session::spawn_sweeper(
+            state.store.clone(),
+            crate::console::session::SWEEP_INTERVAL,
+            token.clone(),
+        );
         let reconciler = tokio::spawn(state.instances.clone().reconcile());
         let jobs = state.config.run_jobs.then(|| {
             let meter = Meter::new(
@@ -119,6 +126,9 @@ impl Application {
             if tokio::time::timeout(grace, jobs).await.is_err() {
                 tracing::warn!("the billing job did not stop in time");
             }
+        }
+        if tokio::time::timeout(grace, sweeper).await.is_err() {
+            tracing::warn!("the session sweeper did not stop in time");
         }
         store.close().await;
         tracing::info!("stopped");

@@ -111,13 +111,40 @@ impl Store {
         .transpose()
     }
 
-    /// Ends a session (signing out); unknown digests are ignored.
+    /// Deletes one session or pass (a pass is used once); unknown digests
+    /// are ignored. Expired rows are [`Store::delete_expired_sessions`]'s.
     pub async fn delete_session(&self, digest: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM console_sessions WHERE digest = $1 OR expires_at <= $2")
+        sqlx::query("DELETE FROM console_sessions WHERE digest = $1")
             .bind(digest.to_owned())
-            .bind(to_millis(now()))
             .execute(&self.write)
             .await?;
         Ok(())
+    }
+
+    /// Signs out: deletes this session and every pass of its account (the
+    /// one-time passes and door cookies, whose form-token field starts with
+    /// `handoff:` or `door:`), so the account's gateway doors close with the
+    /// console. Other accounts' rows and the account's other console
+    /// sessions are kept; unknown digests are ignored.
+    pub async fn delete_session_and_passes(&self, digest: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM console_sessions \
+             WHERE user_id IN (SELECT user_id FROM console_sessions WHERE digest = $1) \
+             AND (digest = $1 OR csrf_token LIKE 'handoff:%' OR csrf_token LIKE 'door:%')",
+        )
+        .bind(digest.to_owned())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes every expired session, pass and door cookie; returns how
+    /// many rows went.
+    pub async fn delete_expired_sessions(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1")
+            .bind(to_millis(now()))
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected())
     }
 }

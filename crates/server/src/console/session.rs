@@ -2,6 +2,10 @@
 //! cookies (`HttpOnly`, `SameSite=Lax`, `Secure` behind TLS; only a digest
 //! is stored; a new session at every sign-in, so a planted cookie is never
 //! promoted), CSRF tokens on every form, and throttling of failed sign-ins.
+//!
+//! Signing out also closes the account's gateway doors (its passes and door
+//! cookies, `crate::ingress::door`), and a sweeper deletes expired sessions,
+//! passes and door cookies on a schedule ([`spawn_sweeper`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,6 +22,9 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use axum_extra::extract::CookieJar;
 use clawplane_domain::{Account, UserId};
 use clawplane_secrets::{api_token_digest, constant_time_eq, generate_token, ExposeSecret};
+use clawplane_store::{Store, StoreError};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::ConsoleError;
 use crate::state::AppState;
@@ -33,6 +40,9 @@ const MAX_FAILURES: u32 = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 10;
+/// The interval to give [`spawn_sweeper`]: expired rows are already refused
+/// at every lookup, so it only bounds how long they stay in the table.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 /// A signed-in person (or, in single-user mode, whoever reaches the console).
 pub struct Session {
@@ -167,15 +177,48 @@ pub async fn start_session(
     Ok(jar.remove(Cookie::from(PRE_CSRF_COOKIE)).add(session))
 }
 
-/// Ends the session of this cookie jar.
+/// Ends the session of this cookie jar and every pass and door cookie of its
+/// account, so a browser at one of the account's gateways is refused at its
+/// next request.
 pub async fn end_session(state: &AppState, jar: CookieJar) -> Result<CookieJar, ConsoleError> {
     if let Some(c) = jar.get(SESSION_COOKIE) {
         state
             .store
-            .delete_session(&api_token_digest(c.value()))
+            .delete_session_and_passes(&api_token_digest(c.value()))
             .await?;
     }
     Ok(jar.remove(Cookie::build(SESSION_COOKIE).path("/").build()))
+}
+
+/// Deletes every expired console session, pass and door cookie; returns how
+/// many went.
+pub async fn sweep_expired(store: &Store) -> Result<u64, StoreError> {
+    store.delete_expired_sessions().await
+}
+
+/// Runs [`sweep_expired`] at once and then every `interval` until `shutdown`
+/// is cancelled. A failed sweep is logged and tried again at the next tick.
+pub fn spawn_sweeper(
+    store: Store,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            match sweep_expired(&store).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(deleted = n, "swept expired console sessions"),
+                Err(e) => tracing::warn!(error = %e, "sweeping expired console sessions failed"),
+            }
+        }
+    })
 }
 
 /// An argon2id hash of a password (run off the async threads).

@@ -13,7 +13,10 @@
 //!
 //! Passes are console sessions of the owner's account whose form-token
 //! field names their purpose and host (`handoff:<runtime_name>`,
-//! `door:<runtime_name>`); the console refuses them as sessions.
+//! `door:<runtime_name>`); the console refuses them as sessions. Signing
+//! out of the console deletes every pass and door cookie of the account, so
+//! its browsers are refused at their next request here; expired ones are
+//! swept on a schedule (`crate::console::session::spawn_sweeper`).
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -36,7 +39,8 @@ const HANDOFF_SECS: i64 = 60;
 const DOOR_HOURS: i64 = 12;
 
 /// Whether a console session's form-token field marks it as a pass, not a
-/// console session.
+/// console session (the store's `delete_session_and_passes` matches the
+/// same two marks).
 pub fn is_pass(csrf_field: &str) -> bool {
     csrf_field.starts_with("handoff:") || csrf_field.starts_with("door:")
 }

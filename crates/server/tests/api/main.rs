@@ -6,6 +6,7 @@ mod billing;
 mod console;
 mod console_more;
 mod control;
+mod door_sweep;
 mod helpers;
 mod runtime_client;
 mod surface;
