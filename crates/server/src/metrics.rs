@@ -17,6 +17,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use clawplane_domain::InstanceStatus;
 use clawplane_store::Store;
+
+use crate::instances::cells::CellReading;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -55,6 +57,133 @@ struct LedgerLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    instance: String,
+}
+
+type CellGauge = Family<InstanceLabels, Gauge>;
+type CellGaugeF = Family<InstanceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>;
+
+/// The cells' readings and limits, set anew at every scrape.
+#[derive(Default)]
+struct CellGauges {
+    count: Gauge,
+    memory: CellGauge,
+    memory_limit: CellGauge,
+    cpu_seconds: CellGaugeF,
+    cpu_limit: CellGaugeF,
+    processes: CellGauge,
+    pids_limit: CellGauge,
+    disk: CellGauge,
+    disk_quota: CellGauge,
+}
+
+impl CellGauges {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "clawplane_cells",
+            "Running instances in a cell",
+            self.count.clone(),
+        );
+        let families: [(&str, &str, &CellGauge); 6] = [
+            (
+                "clawplane_cell_memory_bytes",
+                "Memory a cell uses",
+                &self.memory,
+            ),
+            (
+                "clawplane_cell_memory_limit_bytes",
+                "A cell's memory limit",
+                &self.memory_limit,
+            ),
+            (
+                "clawplane_cell_processes",
+                "Processes in a cell",
+                &self.processes,
+            ),
+            (
+                "clawplane_cell_pids_limit",
+                "A cell's process limit",
+                &self.pids_limit,
+            ),
+            (
+                "clawplane_cell_disk_bytes",
+                "Disk a cell's state and home use",
+                &self.disk,
+            ),
+            (
+                "clawplane_cell_disk_quota_bytes",
+                "A cell's disk quota",
+                &self.disk_quota,
+            ),
+        ];
+        for (name, help, family) in families {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "clawplane_cell_cpu_seconds",
+            "CPU time a cell's processes used",
+            self.cpu_seconds.clone(),
+        );
+        registry.register(
+            "clawplane_cell_cpu_limit",
+            "A cell's CPU limit, in CPUs",
+            self.cpu_limit.clone(),
+        );
+    }
+
+    fn set(&self, readings: &[CellReading]) {
+        for family in [
+            &self.memory,
+            &self.memory_limit,
+            &self.processes,
+            &self.pids_limit,
+            &self.disk,
+            &self.disk_quota,
+        ] {
+            family.clear();
+        }
+        self.cpu_seconds.clear();
+        self.cpu_limit.clear();
+        let mut cells = 0;
+        for r in readings {
+            if r.cell["isolation"] != "cell" {
+                continue;
+            }
+            cells += 1;
+            let labels = InstanceLabels {
+                instance: r.instance.clone(),
+            };
+            let limits = &r.cell["limits"];
+            let pairs: [(&CellGauge, &serde_json::Value); 6] = [
+                (&self.memory, &r.cell["memoryBytes"]),
+                (&self.memory_limit, &limits["memoryBytes"]),
+                (&self.processes, &r.cell["processes"]),
+                (&self.pids_limit, &limits["pids"]),
+                (&self.disk, &r.cell["diskBytes"]),
+                (&self.disk_quota, &limits["diskQuotaBytes"]),
+            ];
+            for (family, value) in pairs {
+                if let Some(v) = value.as_u64() {
+                    family
+                        .get_or_create(&labels)
+                        .set(i64::try_from(v).unwrap_or(i64::MAX));
+                }
+            }
+            if let Some(usec) = r.cell["cpuUsec"].as_u64() {
+                self.cpu_seconds
+                    .get_or_create(&labels)
+                    .set(usec as f64 / 1e6);
+            }
+            if let Some(cpus) = limits["cpus"].as_f64() {
+                self.cpu_limit.get_or_create(&labels).set(cpus);
+            }
+        }
+        self.count.set(cells);
+    }
+}
+
 /// The server's metrics; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -62,6 +191,7 @@ pub struct Metrics {
 }
 
 struct Inner {
+    cells: CellGauges,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily<RouteLabels>,
@@ -128,8 +258,11 @@ impl Metrics {
             "Requests at the front door to the gateways, by outcome",
             ingress.clone(),
         );
+        let cells = CellGauges::default();
+        cells.register(&mut registry);
         Metrics {
             inner: Arc::new(Inner {
+                cells,
                 registry,
                 requests,
                 latency,
@@ -168,8 +301,14 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition, with instance counts read from the store now.
-    pub async fn render(&self, store: &Store) -> Result<String, std::fmt::Error> {
+    /// The text exposition, with instance counts read from the store now
+    /// and the cells' readings given.
+    pub async fn render(
+        &self,
+        store: &Store,
+        cells: &[CellReading],
+    ) -> Result<String, std::fmt::Error> {
+        self.inner.cells.set(cells);
         if let Ok(counts) = store.count_instances_by_status().await {
             for status in InstanceStatus::ALL {
                 let n = counts

@@ -126,7 +126,10 @@ impl CellArgs {
         settings.egress = Egress::parse(&self.cell_egress).map_err(anyhow::Error::msg)?;
         settings.allow = parse_allow(&self.cell_allow).map_err(anyhow::Error::msg)?;
         settings.validate().map_err(anyhow::Error::msg)?;
-        Ok((isolation, (isolation == Isolation::Cell).then_some(settings)))
+        Ok((
+            isolation,
+            (isolation == Isolation::Cell).then_some(settings),
+        ))
     }
 
     /// The same settings as `runtime` flags for a child runtime, but

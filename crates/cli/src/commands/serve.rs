@@ -9,11 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use clawplane_domain::UserId;
+use clawplane_runtime::cell::Isolation;
 use clawplane_runtime::install;
 use clawplane_secrets::SecretString;
 use clawplane_server::ingress::IngressConfig;
-use clawplane_server::instances::InstanceSettings;
-use clawplane_runtime::cell::Isolation;
+use clawplane_server::instances::{Capacity, InstanceSettings};
 use clawplane_server::provision::local::{LocalProvisioner, LocalSettings, DEFAULT_CELL_UID_BASE};
 use clawplane_server::provision::static_env::{StaticProvisioner, StaticSettings};
 use clawplane_server::provision::Provisioner;
@@ -96,6 +96,16 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub cell: CellArgs,
 
+    /// Memory for all running instances: `auto` (the host's memory less
+    /// `--capacity-reserve`), a size such as `64GiB`, or `unlimited`. Each
+    /// running instance counts its cell's memory limit.
+    #[arg(long, env = "CLAWPLANE_CAPACITY_MEMORY", default_value = "auto")]
+    pub capacity_memory: String,
+
+    /// What `auto` capacity keeps for the host itself and `serve`.
+    #[arg(long, env = "CLAWPLANE_CAPACITY_RESERVE", default_value = "2GiB")]
+    pub capacity_reserve: String,
+
     /// The first uid given to a cell (each instance gets the lowest free one).
     #[arg(long, env = "CLAWPLANE_CELL_UID_BASE", default_value_t = DEFAULT_CELL_UID_BASE)]
     pub cell_uid_base: u32,
@@ -135,6 +145,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             fixed_service_token: secret_env("OPENCLAW_SERVICE_TOKEN")
                 .or_else(|| secret_env("OPENAGENTS_SERVICE_TOKEN")),
             provision_timeout: Duration::from_secs(args.provision_timeout_secs.max(10)),
+            capacity: capacity(&args)?,
             ..Default::default()
         },
         console_user: args.console_user.clone(),
@@ -218,6 +229,55 @@ async fn provisioner(args: &ServeArgs) -> anyhow::Result<Arc<dyn Provisioner>> {
     }
 }
 
+/// The host's budget for running instances (local runtimes only).
+fn capacity(args: &ServeArgs) -> anyhow::Result<Option<Capacity>> {
+    use clawplane_runtime::cell::settings::parse_size;
+    if args.provisioner != ProvisionerKind::Local {
+        return Ok(None);
+    }
+    let per_instance_bytes =
+        parse_size(&args.cell.cell_memory).map_err(|e| anyhow::anyhow!("--cell-memory: {e}"))?;
+    let budget_bytes = match args.capacity_memory.trim().to_ascii_lowercase().as_str() {
+        "unlimited" => return Ok(None),
+        "auto" | "" => {
+            let reserve = parse_size(&args.capacity_reserve)
+                .map_err(|e| anyhow::anyhow!("--capacity-reserve: {e}"))?;
+            host_memory()
+                .context("cannot read the host's memory from /proc/meminfo; set --capacity-memory")?
+                .saturating_sub(reserve)
+        }
+        other => parse_size(other).map_err(|e| anyhow::anyhow!("--capacity-memory: {e}"))?,
+    };
+    let capacity = Capacity {
+        budget_bytes,
+        per_instance_bytes,
+    };
+    tracing::info!(
+        budget_mib = budget_bytes >> 20,
+        per_instance_mib = per_instance_bytes >> 20,
+        slots = capacity.slots(),
+        "capacity"
+    );
+    if capacity.slots() == 0 {
+        tracing::warn!("the capacity budget is smaller than one instance's memory: no instance can run; lower --cell-memory or raise --capacity-memory");
+    }
+    Ok(Some(capacity))
+}
+
+/// `MemTotal` of `/proc/meminfo`, bytes.
+fn host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// Checks the cell settings and that cells work on this host (refusing to
 /// start otherwise); with `--isolation none`, warns. The first cell uid, or
 /// `None` without cells.
@@ -226,7 +286,9 @@ async fn cells(args: &ServeArgs) -> anyhow::Result<Option<u32>> {
     match (isolation, settings) {
         (Isolation::Cell, Some(settings)) => {
             if let Err(why) = clawplane_runtime::cell::check::run(settings.egress).await {
-                anyhow::bail!("cells do not work on this host, so clawplane will not host anyone: {why}");
+                anyhow::bail!(
+                    "cells do not work on this host, so clawplane will not host anyone: {why}"
+                );
             }
             tracing::info!(
                 uid_base = args.cell_uid_base,

@@ -50,7 +50,11 @@ impl CellCgroup {
         let leaf = format!("clawplane-cell-{}", settings.name);
         let kind = if Path::new(ROOT).join("cgroup.controllers").exists() {
             let path = v2_path(&own).ok_or("no cgroup v2 entry in /proc/self/cgroup")?;
-            v2(&Path::new(ROOT).join(path.trim_start_matches('/')), &leaf, settings)?
+            v2(
+                &Path::new(ROOT).join(path.trim_start_matches('/')),
+                &leaf,
+                settings,
+            )?
         } else {
             v1(&own, &leaf, settings)?
         };
@@ -212,7 +216,9 @@ fn v2(base: &Path, leaf: &str, settings: &CellSettings) -> Result<Kind, String> 
     let period = 100_000u64;
     let quota = (settings.cpus * period as f64) as u64;
     if std::fs::write(dir.join("cpu.max"), format!("{quota} {period}")).is_err() {
-        tracing::warn!("the cgroup v2 cpu controller is not delegated: the cell's CPU is not limited");
+        tracing::warn!(
+            "the cgroup v2 cpu controller is not delegated: the cell's CPU is not limited"
+        );
     }
     Ok(Kind::V2(dir))
 }
@@ -227,6 +233,9 @@ mod tests {
         assert_eq!(v1_path(own, "memory"), Some("/api/abc"));
         assert_eq!(v1_path(own, "cpuacct"), Some("/x"));
         assert_eq!(v1_path(own, "blkio"), None);
-        assert_eq!(v2_path("0::/user.slice/u.service\n"), Some("/user.slice/u.service"));
+        assert_eq!(
+            v2_path("0::/user.slice/u.service\n"),
+            Some("/user.slice/u.service")
+        );
     }
 }

@@ -67,8 +67,12 @@ async fn trial(
     };
     let mut layout = sandbox::Layout::new(dir.to_path_buf(), &installation);
     layout.read_only.clear();
-    files::write_identity(&layout, settings.uid)
-        .map_err(|e| format!("cannot write a trial cell's files in {}: {e}", dir.display()))?;
+    files::write_identity(&layout, settings.uid).map_err(|e| {
+        format!(
+            "cannot write a trial cell's files in {}: {e}",
+            dir.display()
+        )
+    })?;
     let inner: Vec<OsString> = vec!["/bin/sh".into(), "-c".into(), "id -u".into()];
     let argv = sandbox::argv(&layout, settings, &probe.procs_files(), &inner);
     let output = tokio::process::Command::new(&argv[0])

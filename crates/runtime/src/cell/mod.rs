@@ -134,7 +134,12 @@ impl Cell {
     /// The `program` and `args` of a command that runs `inner` (a program
     /// and its arguments) inside this cell.
     pub fn wrap(&self, inner: &[std::ffi::OsString]) -> Vec<std::ffi::OsString> {
-        sandbox::argv(&self.layout, &self.settings, &self.cgroup.procs_files(), inner)
+        sandbox::argv(
+            &self.layout,
+            &self.settings,
+            &self.cgroup.procs_files(),
+            inner,
+        )
     }
 
     /// Before a start: gives the state directory and home to the cell's uid

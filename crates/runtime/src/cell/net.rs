@@ -27,7 +27,10 @@ use super::{CellSettings, Egress};
 
 enum Request {
     Connect(SocketAddr, oneshot::Sender<io::Result<std::net::TcpStream>>),
-    Listen(SocketAddr, oneshot::Sender<io::Result<std::net::TcpListener>>),
+    Listen(
+        SocketAddr,
+        oneshot::Sender<io::Result<std::net::TcpListener>>,
+    ),
 }
 
 /// Opens sockets inside one cell's network namespace.
@@ -208,11 +211,9 @@ impl RunningNet {
                         continue;
                     };
                     tokio::spawn(async move {
-                        let connected = tokio::time::timeout(
-                            Duration::from_secs(10),
-                            TcpStream::connect(addr),
-                        )
-                        .await;
+                        let connected =
+                            tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+                                .await;
                         if let Ok(Ok(upstream)) = connected {
                             let _ = upstream.set_nodelay(true);
                             relay(client, upstream).await;

@@ -185,12 +185,13 @@ fn bwrap(a: &mut Args, layout: &Layout, settings: &CellSettings) {
     a.push(tmp_size.to_string());
     a.push_all(["--tmpfs", "/tmp"]);
     let mut made: Vec<PathBuf> = Vec::new();
-    for (tree, writable) in layout
-        .read_only
-        .iter()
-        .map(|p| (p, false))
-        .chain(layout.writable().iter().map(|p| (p, true)).collect::<Vec<_>>())
-    {
+    for (tree, writable) in layout.read_only.iter().map(|p| (p, false)).chain(
+        layout
+            .writable()
+            .iter()
+            .map(|p| (p, true))
+            .collect::<Vec<_>>(),
+    ) {
         // Parents are made traversable but not listable, whatever their
         // mode on the host, so the cell learns nothing of their siblings.
         let mut parents: Vec<&Path> = tree.ancestors().skip(1).collect();
@@ -237,7 +238,10 @@ mod tests {
     fn layout() -> Layout {
         Layout {
             root: PathBuf::from("/srv/cp/instances/i-1"),
-            read_only: vec![PathBuf::from("/srv/cache/node/24"), PathBuf::from("/srv/cache/openclaw/9")],
+            read_only: vec![
+                PathBuf::from("/srv/cache/node/24"),
+                PathBuf::from("/srv/cache/openclaw/9"),
+            ],
         }
     }
 
@@ -255,7 +259,9 @@ mod tests {
         assert!(joined.contains("cgroup.procs -- setpriv --pdeathsig KILL -- prlimit --nofile=8192:8192 --nproc=512:512"));
         assert!(joined.contains("--reuid 200001 --regid 200001 --clear-groups --no-new-privs"));
         assert!(joined.ends_with("--bounding-set=-all -- node openclaw.mjs"));
-        assert!(joined.contains("--bind /srv/cp/instances/i-1/openclaw /srv/cp/instances/i-1/openclaw"));
+        assert!(
+            joined.contains("--bind /srv/cp/instances/i-1/openclaw /srv/cp/instances/i-1/openclaw")
+        );
         assert!(joined.contains("--bind /srv/cp/instances/i-1/home /srv/cp/instances/i-1/home"));
         assert!(joined.contains("--ro-bind /srv/cache/node/24 /srv/cache/node/24"));
         assert!(joined.contains("--perms 0711 --dir /srv/cp/instances/i-1 "));
@@ -265,7 +271,12 @@ mod tests {
         assert!(!joined.contains("--ro-bind /srv/cp "));
         assert!(!joined.contains("/etc/shadow"));
         assert!(!joined.contains("npmrc"));
-        for ns in ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--die-with-parent"] {
+        for ns in [
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-ipc",
+            "--die-with-parent",
+        ] {
             assert!(joined.contains(ns), "{ns}");
         }
     }

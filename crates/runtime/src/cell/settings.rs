@@ -184,7 +184,11 @@ pub fn parse_size(input: &str) -> Result<u64, String> {
         "m" | "mb" | "mib" => 1024.0 * 1024.0,
         "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
         "t" | "tb" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(format!("'{input}' has an unknown unit (use B, KiB, MiB, GiB or TiB)")),
+        _ => {
+            return Err(format!(
+                "'{input}' has an unknown unit (use B, KiB, MiB, GiB or TiB)"
+            ))
+        }
     };
     let bytes = number * factor;
     if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
@@ -207,7 +211,13 @@ mod tests {
                 "127.0.0.1:9000".parse().unwrap()
             ]
         );
-        for bad in ["127.0.0.1", "example.com:80", "0.0.0.0:80", "1.2.3.4:0", "[::1]:80"] {
+        for bad in [
+            "127.0.0.1",
+            "example.com:80",
+            "0.0.0.0:80",
+            "1.2.3.4:0",
+            "[::1]:80",
+        ] {
             assert!(parse_allow(bad).is_err(), "{bad}");
         }
         assert!(parse_allow("").unwrap().is_empty());

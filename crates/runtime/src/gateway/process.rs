@@ -81,12 +81,27 @@ pub fn signal_all(pgid: u32, others: &[u32], signal: Signal) {
     }
 }
 
-/// SIGTERM to the group and every descendant, up to `grace` for them to
-/// exit, then SIGKILL to whatever is left. Returns whether SIGKILL was needed.
-/// `exited` reports whether the main process has been reaped.
+/// Whether `pid` is bubblewrap (a cell's sandbox): it is never sent
+/// SIGTERM, because it would end at once and take the cell with it
+/// (`--die-with-parent`), cutting the gateway's graceful stop short; it ends
+/// by itself when the process it runs does.
+fn is_sandbox(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "bwrap")
+}
+
+/// SIGTERM to the group and every descendant (but a cell's sandbox, see
+/// [`is_sandbox`]), up to `grace` for them to exit, then SIGKILL to whatever
+/// is left. Returns whether SIGKILL was needed.
 pub async fn terminate_tree(pid: u32, grace: Duration) -> bool {
     let mut tree = descendants(pid);
-    signal_all(pid, &tree, Signal::SIGTERM);
+    let gentle: Vec<u32> = tree.iter().copied().filter(|p| !is_sandbox(*p)).collect();
+    if is_sandbox(pid) {
+        for p in &gentle {
+            let _ = kill(Pid::from_raw(*p as i32), Signal::SIGTERM);
+        }
+    } else {
+        signal_all(pid, &gentle, Signal::SIGTERM);
+    }
     let deadline = tokio::time::Instant::now() + grace;
     while tokio::time::Instant::now() < deadline {
         tree.extend(descendants(pid));

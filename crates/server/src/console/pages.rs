@@ -318,6 +318,36 @@ struct Usage {
     last_backup: String,
     actions: Vec<(&'static str, &'static str)>,
     backups: Vec<BackupRow>,
+    /// The gateway's isolation and limits, in words.
+    isolation: Option<String>,
+    /// Why the runtime stopped the gateway itself (its disk quota).
+    cell_reason: Option<String>,
+}
+
+/// The cell part of a runtime status, for people: isolation, use and limits.
+fn isolation_text(status: &Value) -> Option<String> {
+    let cell = &status["cell"];
+    match cell["isolation"].as_str()? {
+        "cell" => {
+            let limits = &cell["limits"];
+            let of = |used: &Value, limit: &Value| match (used.as_u64(), limit.as_u64()) {
+                (Some(u), Some(l)) => format!("{} of {}", view::size(u), view::size(l)),
+                (None, Some(l)) => format!("at most {}", view::size(l)),
+                _ => "-".to_owned(),
+            };
+            Some(format!(
+                "Isolated in a cell of its own (uid {}): memory {}, disk {}, {} processes at most ({} now), {} CPUs, internet access {}.",
+                cell["uid"].as_u64().unwrap_or(0),
+                of(&cell["memoryBytes"], &limits["memoryBytes"]),
+                of(&cell["diskBytes"], &limits["diskQuotaBytes"]),
+                limits["pids"].as_u64().unwrap_or(0),
+                cell["processes"].as_u64().map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                limits["cpus"].as_f64().unwrap_or(0.0),
+                if cell["egress"] == "public" { "on" } else { "off" },
+            ))
+        }
+        _ => Some("Not isolated: the operator runs this gateway without a cell, with the service's own access to its host.".to_owned()),
+    }
 }
 
 /// `GET /console/usage`: gateway, backups, actions.
@@ -384,6 +414,11 @@ pub async fn usage(
             .unwrap_or_else(|_| "-".into()),
         actions,
         backups: rows,
+        isolation: status.as_ref().ok().and_then(isolation_text),
+        cell_reason: status
+            .as_ref()
+            .ok()
+            .and_then(|st| st["cell"]["stoppedReason"].as_str().map(str::to_owned)),
     })
 }
 

@@ -8,6 +8,7 @@
 //! - [`provider_keys`]: the user's model provider keys;
 //! - [`fleet`]: the billing job's view of the instances (model spend, stops).
 
+pub mod cells;
 pub mod fleet;
 pub mod provider_keys;
 pub mod provisioning;
@@ -42,6 +43,26 @@ pub struct InstanceSettings {
     pub provision_timeout: Duration,
     /// How often the reconciler looks for stuck work.
     pub reconcile_interval: Duration,
+    /// The host's budget for running instances (`None`: unbounded).
+    pub capacity: Option<Capacity>,
+}
+
+/// How many instances this host runs at once: a memory budget (by default
+/// the host's memory less a reserve) over what each instance may use (its
+/// cell's memory limit). Instances count while `provisioning` or `ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// Memory for all instances, bytes.
+    pub budget_bytes: u64,
+    /// Memory one instance may use, bytes.
+    pub per_instance_bytes: u64,
+}
+
+impl Capacity {
+    /// How many instances fit.
+    pub fn slots(&self) -> u64 {
+        self.budget_bytes / self.per_instance_bytes.max(1)
+    }
 }
 
 impl Default for InstanceSettings {
@@ -50,6 +71,7 @@ impl Default for InstanceSettings {
             fixed_service_token: None,
             provision_timeout: Duration::from_secs(300),
             reconcile_interval: Duration::from_secs(30),
+            capacity: None,
         }
     }
 }
@@ -133,6 +155,7 @@ impl Instances {
         }
         self.inner.ledger.grant_monthly_to(user, Utc::now()).await?;
         self.inner.ledger.ensure_can_run(user).await?;
+        self.ensure_room().await?;
         let new = NewInstance {
             user_id: user.clone(),
             fields: InstanceFields {
@@ -156,6 +179,7 @@ impl Instances {
         match existing.status {
             InstanceStatus::Error => {
                 self.inner.ledger.ensure_can_run(&existing.user_id).await?;
+                self.ensure_room().await?;
                 let instance = self
                     .inner
                     .store
@@ -170,6 +194,37 @@ impl Instances {
             }
             _ => Ok(existing),
         }
+    }
+
+    /// 503 `capacity` when one more running instance would exceed the
+    /// host's budget; nothing is changed either way.
+    async fn ensure_room(&self) -> Result<(), ApiError> {
+        let Some(capacity) = self.inner.settings.capacity else {
+            return Ok(());
+        };
+        let running: i64 = self
+            .inner
+            .store
+            .count_instances_by_status()
+            .await?
+            .into_iter()
+            .filter(|(status, _)| {
+                matches!(status, InstanceStatus::Provisioning | InstanceStatus::Ready)
+            })
+            .map(|(_, n)| n)
+            .sum();
+        let slots = capacity.slots();
+        if u64::try_from(running).unwrap_or(u64::MAX) >= slots {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "capacity",
+                format!(
+                    "This host is full: it runs {slots} instances at most and all of them are in use. Try again later, or ask the operator to add capacity."
+                ),
+            )
+            .with_details(serde_json::json!({ "slots": slots, "running": running })));
+        }
+        Ok(())
     }
 
     /// Where the user's runtime is, with the seed's errors: 404 `instance
@@ -294,6 +349,9 @@ impl Instances {
         match action {
             GatewayAction::Start => {
                 self.inner.ledger.ensure_can_run(user).await?;
+                if instance.status != InstanceStatus::Ready {
+                    self.ensure_room().await?;
+                }
                 instance
                     .status
                     .check_transition(InstanceStatus::Ready)

@@ -26,9 +26,10 @@ pub async fn get_readyz(State(state): State<AppState>) -> Result<Response, ApiEr
 
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn get_metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let cells = state.instances.cell_readings().await;
     let body = state
         .metrics
-        .render(&state.store)
+        .render(&state.store, &cells)
         .await
         .map_err(|e| ApiError::internal(&e))?;
     Ok((
