@@ -23,13 +23,26 @@ pub struct LocalServer {
 }
 
 impl LocalServer {
-    /// Starts the server over `data_dir`, runtimes from `cache_dir`'s OpenClaw.
+    /// Starts the server over `data_dir`, runtimes from `cache_dir`'s OpenClaw,
+    /// every gateway in a cell.
     pub async fn start(
         data_dir: &Path,
         cache_dir: &Path,
         options: &StoreOptions,
         start_timeout: Duration,
         config: ServerConfig,
+    ) -> anyhow::Result<LocalServer> {
+        Self::start_with(data_dir, cache_dir, options, start_timeout, config, true).await
+    }
+
+    /// [`LocalServer::start`], with cells or without (`--isolation none`).
+    pub async fn start_with(
+        data_dir: &Path,
+        cache_dir: &Path,
+        options: &StoreOptions,
+        start_timeout: Duration,
+        config: ServerConfig,
+        cells: bool,
     ) -> anyhow::Result<LocalServer> {
         let store = Store::open_sqlite_dir(data_dir, options).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -39,7 +52,8 @@ impl LocalServer {
             cache_dir: cache_dir.to_owned(),
             start_timeout,
             stop_timeout: Duration::from_secs(90),
-            cell_uid_base: Some(clawplane_server::provision::local::DEFAULT_CELL_UID_BASE),
+            cell_uid_base: cells
+                .then_some(clawplane_server::provision::local::DEFAULT_CELL_UID_BASE),
             runtime_args: Vec::new(),
         }));
         let app = Application::build(

@@ -2,6 +2,7 @@
 //! `docs/benchmarks.md`. Each measures side by side in one run and stops by
 //! itself; none sends traffic beyond loopback.
 
+mod cells;
 mod console;
 mod ingress;
 mod ledger;
@@ -17,6 +18,9 @@ use clap::Subcommand;
 /// Benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// What a cell costs: create-to-ready and gateway memory with cells
+    /// against `--isolation none`, and the runtime agent's memory.
+    Cells(cells::CellsBenchArgs),
     /// The web console: server-side render time of each page against
     /// `GET /healthz`, with a ready instance.
     Console(console::ConsoleBenchArgs),
@@ -35,6 +39,7 @@ pub enum BenchCommand {
 /// Runs a benchmark.
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
+        BenchCommand::Cells(args) => cells::run(args).await,
         BenchCommand::Console(args) => console::run(args).await,
         BenchCommand::Ingress(args) => ingress::run(args).await,
         BenchCommand::Ledger(args) => ledger::run(args).await,

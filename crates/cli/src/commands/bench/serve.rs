@@ -46,7 +46,7 @@ pub struct ServeBenchArgs {
     read_cache_ms: u64,
 }
 
-const INTERNAL_KEY: &str = "bench-internal-key-0123456789abcdef";
+pub(super) const INTERNAL_KEY: &str = "bench-internal-key-0123456789abcdef";
 const GATEWAY_TOKEN: &str = "bench-gateway-token-0123456789abcdef";
 /// Most requests of one throughput run, whatever the time.
 const MAX_REQUESTS: usize = 2_000_000;
@@ -239,7 +239,7 @@ async fn bare_gateway_start(
     Ok(elapsed)
 }
 
-async fn request(
+pub(super) async fn request(
     client: &reqwest::Client,
     method: reqwest::Method,
     base: &str,
@@ -261,7 +261,7 @@ async fn request(
 }
 
 /// From `POST /api/openclaw/instance` until `GET` says `ready` (polled every 50 ms).
-async fn time_to_ready(
+pub(super) async fn time_to_ready(
     client: &reqwest::Client,
     base: &str,
     user: &str,
