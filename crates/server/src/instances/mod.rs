@@ -153,9 +153,10 @@ impl Instances {
         if let Some(existing) = store.live_instance_for_user(user).await? {
             return self.resume(existing).await;
         }
+        // Before anything is written: a full host leaves no trace.
+        self.ensure_room().await?;
         self.inner.ledger.grant_monthly_to(user, Utc::now()).await?;
         self.inner.ledger.ensure_can_run(user).await?;
-        self.ensure_room().await?;
         let new = NewInstance {
             user_id: user.clone(),
             fields: InstanceFields {

@@ -3,6 +3,7 @@
 mod auth;
 mod bad_input;
 mod billing;
+mod capacity;
 mod console;
 mod console_more;
 mod control;
