@@ -82,13 +82,7 @@ impl InCell {
 
     /// A connection to `addr` as seen from inside the cell.
     pub async fn connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
-        let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(Request::Connect(addr, reply))
-            .map_err(|_| io::Error::other("the cell has stopped"))?;
-        let stream = answer
-            .await
-            .map_err(|_| io::Error::other("the cell has stopped"))??;
+        let stream = self.ask(|reply| Request::Connect(addr, reply)).await?;
         stream.set_nonblocking(true)?;
         let stream = TcpStream::from_std(stream)?;
         let _ = stream.set_nodelay(true);
@@ -97,15 +91,23 @@ impl InCell {
 
     /// A listener on `addr` inside the cell.
     pub async fn listen(&self, addr: SocketAddr) -> io::Result<TcpListener> {
-        let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(Request::Listen(addr, reply))
-            .map_err(|_| io::Error::other("the cell has stopped"))?;
-        let listener = answer
-            .await
-            .map_err(|_| io::Error::other("the cell has stopped"))??;
+        let listener = self.ask(|reply| Request::Listen(addr, reply)).await?;
         listener.set_nonblocking(true)?;
         TcpListener::from_std(listener)
+    }
+
+    /// Sends a request to the cell's thread and waits for its socket.
+    async fn ask<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<io::Result<T>>) -> Request,
+    ) -> io::Result<T> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(request(reply))
+            .map_err(|_| io::Error::other("the cell has stopped"))?;
+        answer
+            .await
+            .map_err(|_| io::Error::other("the cell has stopped"))?
     }
 }
 

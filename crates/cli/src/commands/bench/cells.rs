@@ -20,7 +20,7 @@ use clawplane_store::StoreOptions;
 
 use super::local_server::LocalServer;
 use super::serve::{request, time_to_ready, INTERNAL_KEY};
-use super::stats::{machine, median};
+use super::stats::{machine, median, rss_kib};
 
 /// Settings of the cells benchmark.
 #[derive(Debug, Args)]
@@ -147,14 +147,7 @@ fn memory(instance_dir: &std::path::Path) -> (u64, u64) {
 
 /// VmRSS of a process, bytes.
 fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib * 1024)
+    rss_kib(pid) * 1024
 }
 
 fn sorted(mut v: Vec<Duration>) -> Vec<Duration> {

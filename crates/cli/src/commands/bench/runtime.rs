@@ -16,7 +16,7 @@ use clap::Args;
 use clawplane_runtime::install;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::stats::{median, ms, p99};
+use super::stats::{median, ms, p99, rss_kib};
 
 /// Settings of the runtime benchmark.
 #[derive(Debug, Args)]
@@ -262,10 +262,6 @@ where
     }
     out.sort();
     out
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmRSS:")
 }
 
 /// A `kB` field of `/proc/<pid>/status`.
