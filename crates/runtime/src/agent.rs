@@ -289,14 +289,8 @@ async fn watch_disk(shared: Arc<Shared>, token: CancellationToken) {
         let Ok(used) = tokio::task::spawn_blocking(move || measuring.measure_disk()).await else {
             continue;
         };
-        let quota = cell.settings().disk_quota_bytes;
         let state = shared.supervisor.status().state;
-        if used > quota && state != GatewayState::Stopped {
-            let reason = format!(
-                "the instance uses {} MiB of disk, over its quota of {} MiB: the gateway was stopped; delete files (or restore a backup) and start it again",
-                used >> 20,
-                quota >> 20
-            );
+        if let (Some(reason), false) = (cell.over_quota(used), state == GatewayState::Stopped) {
             tracing::warn!("{reason}");
             let _ = shared.supervisor.stop().await;
             cell.set_stopped_reason(reason);

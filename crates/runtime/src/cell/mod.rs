@@ -142,11 +142,29 @@ impl Cell {
         )
     }
 
-    /// Before a start: gives the state directory and home to the cell's uid
+    /// Before a start: refuses a state past its disk quota (saying so in the
+    /// status), then gives the state directory and home to the cell's uid
     /// (nothing of the cell runs now, so nothing can race the walk).
     pub fn before_start(&self) -> std::io::Result<()> {
+        let used = self.measure_disk();
+        if let Some(reason) = self.over_quota(used) {
+            self.set_stopped_reason(reason.clone());
+            return Err(std::io::Error::other(reason));
+        }
         *self.lock_reason() = None;
         files::give_to(&self.layout.writable(), self.settings.uid)
+    }
+
+    /// Why `used` bytes of disk are too many, if they are.
+    pub fn over_quota(&self, used: u64) -> Option<String> {
+        let quota = self.settings.disk_quota_bytes;
+        (used > quota).then(|| {
+            format!(
+                "the instance uses {} MiB of disk, over its quota of {} MiB: the gateway is stopped; restore a smaller backup, or ask the operator for more room",
+                used >> 20,
+                quota >> 20
+            )
+        })
     }
 
     /// After the sandbox started as `pid` (on the host): finds its network

@@ -3,6 +3,7 @@
 
 mod api;
 mod backups;
+mod cell;
 mod devices;
 mod helpers;
 mod lifecycle;
