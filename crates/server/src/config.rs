@@ -32,6 +32,18 @@ pub struct ServerConfig {
     pub console_user: Option<UserId>,
     /// The front door to the gateways.
     pub ingress: IngressConfig,
+    /// Memory the console's password hashes may use at once (default
+    /// 256 MiB): divided by argon2's memory cost, it is how many sign-ins
+    /// and sign-ups hash at the same time.
+    pub hash_memory_bytes: u64,
+    /// How long a sign-in or sign-up waits for its turn to hash before it
+    /// is answered 429 (default 5 s).
+    pub hash_wait: Duration,
+    /// Sign-in and sign-up attempts allowed per client address per
+    /// [`Self::sign_in_window`] (default 20), whatever email they carry.
+    pub sign_in_attempts: u32,
+    /// The window of [`Self::sign_in_attempts`] (default one minute).
+    pub sign_in_window: Duration,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +58,10 @@ impl Default for ServerConfig {
             instances: InstanceSettings::default(),
             console_user: None,
             ingress: IngressConfig::default(),
+            hash_memory_bytes: 256 * 1024 * 1024,
+            hash_wait: Duration::from_secs(5),
+            sign_in_attempts: 20,
+            sign_in_window: Duration::from_secs(60),
         }
     }
 }

@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use super::pages::{account_page, sign_form, single_user_mode};
 use super::session::{
-    check_pre_session_csrf, end_session, hash_password, start_session, verify_password, Session,
-    MIN_PASSWORD_LEN,
+    check_pre_session_csrf, end_session, start_session, Session, MIN_PASSWORD_LEN,
 };
+use super::throttle::SignInGate;
 use super::{done, render, ConsoleError};
 use crate::routes::tokens::issue_api_token;
 use crate::runtime_client::GatewayAction;
@@ -47,6 +47,7 @@ fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
 /// `POST /console/sign-up` `email, password, csrf`.
 pub async fn sign_up(
     State(state): State<AppState>,
+    gate: SignInGate,
     jar: CookieJar,
     headers: HeaderMap,
     FormMap(form): FormMap,
@@ -66,7 +67,7 @@ pub async fn sign_up(
     if password.chars().count() < MIN_PASSWORD_LEN || password.len() > 1024 {
         return again(jar, "Choose a password of at least 10 characters.");
     }
-    let hash = hash_password(password.to_owned()).await?;
+    let hash = gate.hash_password(password.to_owned()).await?;
     let account = match state.store.create_account(&email, &hash).await {
         Ok(a) => a,
         Err(clawplane_store::StoreError::EmailTaken) => {
@@ -84,6 +85,7 @@ pub async fn sign_up(
 /// `POST /console/sign-in` `email, password, csrf`; throttled per address.
 pub async fn sign_in(
     State(state): State<AppState>,
+    gate: SignInGate,
     jar: CookieJar,
     headers: HeaderMap,
     FormMap(form): FormMap,
@@ -106,10 +108,12 @@ pub async fn sign_in(
     let found = state.store.account_by_email(&email).await?;
     let password = field(&form, "password").to_owned();
     let ok = match &found {
-        Some((_, hash)) => verify_password(password, hash.clone()).await,
+        Some((_, hash)) => gate.verify_password(password, hash.clone()).await,
         None => {
             // The same work as a real check, so timing does not tell whether the address exists.
-            let _ = verify_password(password, state.console.dummy_hash.clone()).await;
+            let _ = gate
+                .verify_password(password, state.console.dummy_hash.clone())
+                .await;
             false
         }
     };

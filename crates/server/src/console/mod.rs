@@ -20,6 +20,7 @@ pub mod chat_sse;
 pub mod open;
 pub mod pages;
 pub mod session;
+pub mod throttle;
 pub mod view;
 
 use askama::Template;

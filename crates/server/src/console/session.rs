@@ -1,19 +1,18 @@
 //! Sign-in state of the console: password hashes (argon2id), session
 //! cookies (`HttpOnly`, `SameSite=Lax`, `Secure` behind TLS; only a digest
 //! is stored; a new session at every sign-in, so a planted cookie is never
-//! promoted), CSRF tokens on every form, and throttling of failed sign-ins.
+//! promoted), CSRF tokens on every form, and throttling of failed sign-ins
+//! (per email here; per client address and hashes at once in
+//! [`super::throttle`]).
 //!
 //! Signing out also closes the account's gateway doors (its passes and door
 //! cookies, `crate::ingress::door`), and a sweeper deletes expired sessions,
 //! passes and door cookies on a schedule ([`spawn_sweeper`]).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
@@ -26,8 +25,10 @@ use clawplane_store::{Store, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::throttle::SignInLimits;
 use super::ConsoleError;
 use crate::state::AppState;
+use crate::ServerConfig;
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "clawplane_session";
@@ -221,41 +222,21 @@ pub fn spawn_sweeper(
     })
 }
 
-/// An argon2id hash of a password (run off the async threads).
-pub async fn hash_password(password: String) -> Result<String, ConsoleError> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(|e| ConsoleError::internal(&e))?
-    .map_err(|e| ConsoleError::internal(&e))
-}
-
-/// Whether `password` matches `hash` (off the async threads).
-pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
-}
-
-/// Failed sign-ins per address, in memory (per process).
+/// Failed sign-ins per email address, in memory (per process), and the
+/// limits that do not depend on the email ([`SignInLimits`]).
 #[derive(Default)]
 pub struct Throttle {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
+    limits: OnceLock<SignInLimits>,
 }
 
 impl Throttle {
+    /// The hashing and per-client limits, built from `config` at first use
+    /// (a server's settings do not change while it runs).
+    pub fn limits(&self, config: &ServerConfig) -> &SignInLimits {
+        self.limits.get_or_init(|| SignInLimits::new(config))
+    }
+
     /// Whether this address may try again now.
     pub fn allowed(&self, key: &str) -> bool {
         let Ok(map) = self.failures.lock() else {

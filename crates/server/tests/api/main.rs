@@ -8,6 +8,7 @@ mod console;
 mod console_more;
 mod control;
 mod door_sweep;
+mod hashing;
 mod helpers;
 mod runtime_client;
 mod surface;
