@@ -8,6 +8,12 @@
 //!   with its token, which the browser never sees.
 //! - **Any other browser** (a request with `Origin` or `Sec-Fetch-*`, or a
 //!   page load): refused with a page, including another account's pass.
+//! - **Another site's page** in the owner's browser: a request whose
+//!   `Origin` is not the instance's own is refused whatever its cookie (the
+//!   runtime replaces `Origin` with the gateway's, so the gateway's own
+//!   check never sees it), and a pass is taken only from a form of the
+//!   console (its `Origin`, or `Referer` without one), so no other page can
+//!   sign a browser in to someone else's instance.
 //! - **Devices** (no browser markers: phone apps, CLI nodes): passed to the
 //!   gateway's own token-and-pairing flow.
 //!
@@ -59,6 +65,91 @@ pub enum Visitor {
 const SIGN_IN_FIRST: &str =
     "Sign in to the console and use \u{201c}Open OpenClaw\u{201d} to reach this gateway.";
 const NOT_YOURS: &str = "This OpenClaw belongs to another account. Sign in to the console with the account that owns it.";
+const FOREIGN: &str =
+    "This request came from another site, so it was refused. Open OpenClaw from the console.";
+
+/// Origins as the browser at an instance's host names them: its scheme
+/// (`https` only when a trusted proxy says so), the ingress domain, and the
+/// port of the request's `Host` (which the console's links share).
+#[derive(Debug)]
+pub struct Site<'a> {
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The ingress domain.
+    pub domain: &'a str,
+    /// `:8080`, or empty.
+    pub port: String,
+}
+
+impl Site<'_> {
+    /// Whether `origin` is `runtime_name`'s own host.
+    fn is_instance(&self, origin: &str, runtime_name: &str) -> bool {
+        self.host_of(origin).is_some_and(|host| {
+            host.strip_suffix(self.domain)
+                .and_then(|rest| rest.strip_suffix('.'))
+                == Some(runtime_name)
+        })
+    }
+
+    /// Whether `origin` is the console's: the ingress domain itself, or, on
+    /// the `localhost` domain (whose instance hosts are loopback), serve's
+    /// loopback address on the same port.
+    fn is_console(&self, origin: &str) -> bool {
+        self.host_of(origin).is_some_and(|host| {
+            host == self.domain
+                || (self.domain == "localhost" && (host == "127.0.0.1" || host == "[::1]"))
+        })
+    }
+
+    /// The host of `origin` (lowercased) when its scheme and port are this
+    /// site's; `null` and anything else unparsable is no one's.
+    fn host_of(&self, origin: &str) -> Option<String> {
+        let origin = origin.to_ascii_lowercase();
+        let host = origin
+            .strip_prefix(self.scheme)?
+            .strip_prefix("://")?
+            .strip_suffix(self.port.as_str())?;
+        // A port left over is another port's; `[::1]` is an address.
+        let bare = !host.contains('/') && (host.ends_with(']') || !host.contains(':'));
+        (!host.is_empty() && bare).then(|| host.to_owned())
+    }
+}
+
+/// Whether every `Origin` of `headers` (none counts) is `runtime_name`'s own.
+fn same_origin(headers: &HeaderMap, site: &Site, runtime_name: &str) -> bool {
+    headers
+        .get_all(header::ORIGIN)
+        .iter()
+        .all(|v| v.to_str().is_ok_and(|o| site.is_instance(o, runtime_name)))
+}
+
+/// Whether a pass post may be taken: a browser's (one with `Origin`,
+/// `Referer` or `Sec-Fetch-*`) must name the console as its origin, by
+/// `Origin` or, without one, `Referer`; a client with none of them is a
+/// holder of the pass itself, judged by the pass alone.
+fn from_console(headers: &HeaderMap, site: &Site) -> bool {
+    let named = match headers.get(header::ORIGIN) {
+        Some(origin) => Some(origin),
+        None => headers.get(header::REFERER),
+    };
+    let Some(named) = named else {
+        return !from_browser(headers);
+    };
+    named
+        .to_str()
+        .ok()
+        .map(origin_of)
+        .is_some_and(|o| site.is_console(o))
+}
+
+/// `scheme://host[:port]` of a URL (an origin is its own).
+fn origin_of(url: &str) -> &str {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    &url[..end]
+}
 
 /// Whether a request comes from a web browser: browsers send `Origin` on
 /// WebSockets and cross-origin requests, and `Sec-Fetch-*` on every request
@@ -69,13 +160,17 @@ pub fn from_browser(headers: &HeaderMap) -> bool {
         || headers.contains_key("sec-fetch-site")
 }
 
-/// Who sent `headers` to `instance`'s host.
+/// Who sent `headers` to `instance`'s host, as seen at `site`.
 pub async fn visitor(
     state: &AppState,
     instance: &Instance,
     runtime_name: &str,
+    site: &Site<'_>,
     headers: &HeaderMap,
 ) -> Result<Visitor, StoreError> {
+    if !same_origin(headers, site, runtime_name) {
+        return Ok(Visitor::Refused(StatusCode::FORBIDDEN, FOREIGN));
+    }
     let browser = from_browser(headers);
     if let Some(user) = &state.config.console_user {
         // Single-user mode: whoever reaches the console is its user.
@@ -125,14 +220,19 @@ pub async fn handoff(
 }
 
 /// `POST /__clawplane/door` on an instance's host: the console's pass
-/// (used once) becomes the door cookie, then the gateway's start page.
+/// (used once) becomes the door cookie, then the gateway's start page. A
+/// post from another site is refused before its pass is looked at.
 pub async fn enter(
     state: &AppState,
     instance: &Instance,
     runtime_name: &str,
+    site: &Site<'_>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, (StatusCode, &'static str)> {
+    if !from_console(headers, site) {
+        return Err((StatusCode::FORBIDDEN, FOREIGN));
+    }
     let form: std::collections::HashMap<String, String> =
         serde_urlencoded::from_bytes(body).unwrap_or_default();
     let pass = form
@@ -217,6 +317,68 @@ mod tests {
             HeaderValue::from_static("http://x.localhost"),
         );
         assert!(from_browser(&h));
+    }
+
+    fn site(scheme: &'static str, port: &str) -> Site<'static> {
+        Site {
+            scheme,
+            domain: "localhost",
+            port: port.to_owned(),
+        }
+    }
+
+    fn with(name: header::HeaderName, value: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_static(value));
+        h
+    }
+
+    #[test]
+    fn only_the_instances_own_origin_is_same_origin() {
+        let s = site("http", ":8080");
+        let same = |o| same_origin(&with(header::ORIGIN, o), &s, "oc-ana");
+        assert!(same_origin(&HeaderMap::new(), &s, "oc-ana"), "no Origin");
+        assert!(same("http://oc-ana.localhost:8080"));
+        assert!(same("HTTP://OC-Ana.localhost:8080"));
+        for foreign in [
+            "null",
+            "http://evil.example",
+            "http://oc-bob.localhost:8080",
+            "http://oc-ana.localhost:9090",
+            "http://oc-ana.localhost",
+            "https://oc-ana.localhost:8080",
+            "http://x.oc-ana.localhost:8080",
+            "http://localhost:8080",
+            "http://oc-ana.localhost:8080.evil.example",
+        ] {
+            assert!(!same(foreign), "{foreign}");
+        }
+        let tls = site("https", "");
+        let h = with(header::ORIGIN, "https://oc-ana.localhost");
+        assert!(same_origin(&h, &tls, "oc-ana"));
+    }
+
+    #[test]
+    fn a_pass_is_taken_only_from_the_console() {
+        let s = site("http", ":8080");
+        let from = |name, value| from_console(&with(name, value), &s);
+        assert!(from(header::ORIGIN, "http://localhost:8080"));
+        assert!(from(header::ORIGIN, "http://127.0.0.1:8080"));
+        assert!(from(header::ORIGIN, "http://[::1]:8080"));
+        assert!(from(header::REFERER, "http://localhost:8080/console/open"));
+        assert!(from_console(&HeaderMap::new(), &s), "no browser markers");
+        assert!(!from(header::ORIGIN, "null"));
+        assert!(!from(header::ORIGIN, "http://evil.example"));
+        assert!(!from(header::ORIGIN, "http://oc-ana.localhost:8080"));
+        assert!(!from(header::ORIGIN, "http://localhost:9090"));
+        assert!(!from(header::REFERER, "http://evil.example/localhost:8080"));
+        assert!(!from("sec-fetch-site".parse().unwrap(), "cross-site"));
+        let mut h = with(header::ORIGIN, "http://evil.example");
+        h.insert(
+            header::REFERER,
+            HeaderValue::from_static("http://localhost:8080/"),
+        );
+        assert!(!from_console(&h, &s), "Origin decides when there is one");
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! `X-Forwarded-For` that is not one of them. It is sent on as the only
 //! `X-Forwarded-For` (overwritten, never appended). The service token that
 //! opens the runtime's door travels in a header the gateway never sees.
+//! So is the scheme the browser used (`https` only when a trusted proxy's
+//! `X-Forwarded-Proto` says so): with the ingress domain and the `Host`'s
+//! port it makes the origins the door judges `Origin` by ([`door::Site`]).
 
 mod address;
 pub mod door;
@@ -140,10 +143,22 @@ async fn forward(
         }
         InstanceStatus::Error | InstanceStatus::Deleted => return Err(unknown()),
     }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .ok_or_else(|| unavailable("The client's address is unknown."))?;
+    let trusted = &state.config.ingress.trusted_proxies;
+    let proto = scheme(peer, request.headers(), trusted);
+    let site = door::Site {
+        scheme: proto,
+        domain: &state.config.ingress.domain,
+        port: port_suffix(request.headers()),
+    };
     if request.uri().path() == door::DOOR_PATH {
-        return enter_door(state, &instance, label, request).await;
+        return enter_door(state, &instance, label, &site, request).await;
     }
-    let visitor = door::visitor(state, &instance, label, request.headers())
+    let visitor = door::visitor(state, &instance, label, &site, request.headers())
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "ingress door lookup failed");
@@ -166,23 +181,7 @@ async fn forward(
         unavailable("This instance cannot be reached through this address.")
     })?;
 
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .ok_or_else(|| unavailable("The client's address is unknown."))?;
-    let trusted = &state.config.ingress.trusted_proxies;
     let client = client_address(peer, request.headers(), trusted);
-    let proto = if trusted.contains(&peer)
-        && request
-            .headers()
-            .get("x-forwarded-proto")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
-    {
-        "https"
-    } else {
-        "http"
-    };
     let mut token = HeaderValue::from_str(target.service_token.expose_secret())
         .map_err(|_| unavailable("This instance cannot be reached right now."))?;
     token.set_sensitive(true);
@@ -219,6 +218,19 @@ async fn forward(
         })
 }
 
+/// The scheme the browser used: `https` when a trusted proxy says so in
+/// `X-Forwarded-Proto`, else `http` (`serve` itself speaks only HTTP).
+fn scheme(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> &'static str {
+    let tls = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    if tls && trusted.contains(&peer) {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 /// The header with which `serve` tells the runtime the owner is signed in
 /// (the runtime's `api::owner`).
 const OWNER_HEADER: HeaderName = HeaderName::from_static("x-openagents-gateway-owner");
@@ -228,6 +240,7 @@ async fn enter_door(
     state: &AppState,
     instance: &clawplane_domain::Instance,
     label: &str,
+    site: &door::Site<'_>,
     request: Request,
 ) -> Result<Response, (StatusCode, String)> {
     let refused = |(status, why): (StatusCode, &str)| (status, why.to_owned());
@@ -241,7 +254,7 @@ async fn enter_door(
     let body = axum::body::to_bytes(body, 4096)
         .await
         .map_err(|_| refused((StatusCode::PAYLOAD_TOO_LARGE, "The request is too large.")))?;
-    door::enter(state, instance, label, &parts.headers, &body)
+    door::enter(state, instance, label, site, &parts.headers, &body)
         .await
         .map_err(refused)
 }
