@@ -29,11 +29,21 @@ fn runtime_record(data_dir: &Path, id: &str) -> Value {
 }
 
 /// Runtimes and gateways under the data directory (not the server itself).
+/// The long-lived processes of the data directory's instances: runtimes,
+/// their cells' sandboxes and network helpers, and gateways. The gateway's
+/// own short-lived workers come and go and are left out, so a duplicate
+/// runtime or gateway is what a difference shows.
 fn runtimes(data_dir: &Path, server: &Server) -> Vec<i32> {
     let own = server.child.id() as i32;
     processes_under(data_dir)
         .into_iter()
         .filter(|p| *p != own)
+        .filter(|p| {
+            let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+            let comm = comm.trim();
+            ["clawplane", "bwrap", "slirp4netns"].contains(&comm)
+                || comm.starts_with("openclaw-gatew")
+        })
         .collect()
 }
 
