@@ -10,6 +10,7 @@ use std::time::Duration;
 use clawplane_store::Backend;
 use reqwest::{Client, StatusCode};
 
+use crate::console::Browser;
 use crate::helpers::{spawn_app_with, TestApp};
 
 const OWNER: &str = "owner@example.com";
@@ -43,8 +44,7 @@ impl Forms {
             .text()
             .await
             .unwrap();
-        let at = page.find("name=\"csrf\" value=\"").expect("a form token") + 19;
-        let csrf = page[at..].split('"').next().unwrap().to_owned();
+        let csrf = Browser::csrf(&page);
         Forms {
             client,
             base: app.address.clone(),

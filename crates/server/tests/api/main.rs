@@ -7,6 +7,7 @@ mod capacity;
 mod console;
 mod console_more;
 mod control;
+mod door_app;
 mod door_origin;
 mod door_sweep;
 mod hashing;
