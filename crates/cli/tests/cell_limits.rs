@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clawplane_testkit::fake_openai::RUN_PREFIX;
-use reqwest::Method;
 use scene::{wait_running, Scene, Tenants};
 
 /// 3 GiB in one allocation, touched page by page.
@@ -161,13 +160,9 @@ async fn a_memory_hog_and_a_fork_bomb_stay_inside_their_cell() {
         failures.is_empty(),
         "B or serve stopped answering while A's cell was under pressure: {failures:#?}"
     );
-    for user in [&tenants.a_user, &tenants.b_user] {
-        let (status, body) = scene
-            .api(user)
-            .call(Method::DELETE, "/api/openclaw/instance")
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
+    scene
+        .delete_instances(&[&tenants.a_user, &tenants.b_user])
+        .await;
 }
 
 /// The command's output as the model got it, or `None` when the turn did

@@ -30,7 +30,6 @@ mod scene;
 
 use agent::Agent;
 use probes::Findings;
-use reqwest::Method;
 use scene::{Facts, Scene, Tenants};
 
 #[tokio::test]
@@ -55,11 +54,7 @@ async fn a_tenants_agent_reaches_nothing_outside_its_own_cell() {
     drop(targets);
     assert!(findings.is_empty(), "{}", findings.report());
 
-    for user in [&tenants.a_user, &tenants.b_user] {
-        let (status, body) = scene
-            .api(user)
-            .call(Method::DELETE, "/api/openclaw/instance")
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
+    scene
+        .delete_instances(&[&tenants.a_user, &tenants.b_user])
+        .await;
 }

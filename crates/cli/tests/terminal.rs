@@ -33,7 +33,6 @@ mod terminal;
 use std::time::Duration;
 
 use probes::Findings;
-use reqwest::Method;
 use scene::{Facts, Scene, Tenants};
 use terminal::{Door, Terminal};
 
@@ -81,11 +80,7 @@ async fn attack_through_the_terminal() {
     terminal.close().await;
     assert!(findings.is_empty(), "{}", findings.report());
 
-    for user in [&tenants.a_user, &tenants.b_user] {
-        let (status, body) = scene
-            .api(user)
-            .call(Method::DELETE, "/api/openclaw/instance")
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
+    scene
+        .delete_instances(&[&tenants.a_user, &tenants.b_user])
+        .await;
 }

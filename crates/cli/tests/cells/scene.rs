@@ -81,6 +81,17 @@ impl Scene {
         }
     }
 
+    /// Deletes the instances of `users`, each answering 200.
+    pub async fn delete_instances(&self, users: &[&str]) {
+        for user in users {
+            let (status, body) = self
+                .api(user)
+                .call(Method::DELETE, "/api/openclaw/instance")
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+
     /// An instance's runtime directory.
     pub fn instance_dir(&self, id: &str) -> PathBuf {
         self.data_dir.join("instances").join(id)
