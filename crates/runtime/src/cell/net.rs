@@ -118,6 +118,31 @@ async fn relay(mut a: TcpStream, mut b: TcpStream) {
     let _ = b.shutdown().await;
 }
 
+/// Accepts on `listener` until aborted; each connection is relayed to what
+/// `connect` opens for it (dropped when it opens nothing).
+fn relay_each<F, Fut>(listener: TcpListener, connect: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<TcpStream>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let upstream = connect();
+            tokio::spawn(async move {
+                let _ = client.set_nodelay(true);
+                if let Some(upstream) = upstream.await {
+                    let _ = upstream.set_nodelay(true);
+                    relay(client, upstream).await;
+                }
+            });
+        }
+    })
+}
+
 /// The gateway's port on the host's loopback, forwarded into the cell.
 pub struct Forwarder {
     target: Arc<RwLock<Option<Arc<InCell>>>>,
@@ -132,23 +157,10 @@ impl Forwarder {
         let target: Arc<RwLock<Option<Arc<InCell>>>> = Arc::default();
         let inner = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let shared = target.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                let cell = shared.read().ok().and_then(|t| t.clone());
-                let Some(cell) = cell else {
-                    continue;
-                };
-                tokio::spawn(async move {
-                    let _ = client.set_nodelay(true);
-                    if let Ok(gateway) = cell.connect(inner).await {
-                        relay(client, gateway).await;
-                    }
-                });
-            }
+        let task = relay_each(listener, move || {
+            // The cell that runs when the connection arrives.
+            let cell = shared.read().ok().and_then(|t| t.clone());
+            async move { cell?.connect(inner).await.ok() }
         });
         Ok(Forwarder { target, task })
     }
@@ -206,22 +218,11 @@ impl RunningNet {
                 .listen(addr)
                 .await
                 .map_err(|e| format!("cannot open the allowed endpoint {addr} in the cell: {e}"))?;
-            net.tasks.push(tokio::spawn(async move {
-                loop {
-                    let Ok((client, _)) = listener.accept().await else {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    };
-                    tokio::spawn(async move {
-                        let connected =
-                            tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
-                                .await;
-                        if let Ok(Ok(upstream)) = connected {
-                            let _ = upstream.set_nodelay(true);
-                            relay(client, upstream).await;
-                        }
-                    });
-                }
+            net.tasks.push(relay_each(listener, move || async move {
+                tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+                    .await
+                    .ok()?
+                    .ok()
             }));
         }
         if settings.egress == Egress::Public {
