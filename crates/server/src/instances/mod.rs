@@ -9,6 +9,7 @@
 //! - [`fleet`]: the billing job's view of the instances (model spend, stops).
 
 pub mod cells;
+pub mod control;
 pub mod fleet;
 pub mod provider_keys;
 pub mod provisioning;
