@@ -10,7 +10,8 @@
 //! - [`instance`]: the instance record (the seed's `openclaw_instances` row);
 //! - [`ledger`]: credit ledger entries and idempotency keys;
 //! - [`access`]: per-user API tokens (as listed) and audit entries;
-//! - [`console`]: console accounts and email addresses.
+//! - [`console`]: console accounts and email addresses;
+//! - [`provider_key`]: the names a user's model provider keys may have.
 
 pub mod access;
 pub mod console;
@@ -18,6 +19,7 @@ pub mod ids;
 pub mod instance;
 pub mod ledger;
 pub mod money;
+pub mod provider_key;
 pub mod status;
 
 pub use access::{ApiToken, AuditEntry, TokenName, TokenNameError};
@@ -26,4 +28,5 @@ pub use ids::{IdError, InstanceId, RuntimeName, UserId};
 pub use instance::{Instance, InstanceFields, SecretName};
 pub use ledger::{EntryKind, IdempotencyKey, IdempotencyKeyError, LedgerEntry};
 pub use money::{MicroUsd, MoneyError};
+pub use provider_key::{ProviderKeyName, ProviderKeyNameError};
 pub use status::{InstanceStatus, StatusError};

@@ -1,9 +1,17 @@
-//! The JSON envelope: the contract every HTTP surface of clawplane shares
-//! (the control plane's `/api` and `/control`, the runtime agent's `/v1`).
+//! What every HTTP surface of clawplane shares (the control plane's `/api`
+//! and `/control`, the runtime agent's `/v1`).
 //!
-//! `{"ok": true, "data": ...}` for a success and
-//! `{"ok": false, "error": {"code", "message", "details"}}` for an error. Each
-//! surface keeps its own error type (its variants differ) and renders it here.
+//! The JSON envelope (this module): `{"ok": true, "data": ...}` for a success
+//! and `{"ok": false, "error": {"code", "message", "details"}}` for an error.
+//! Each surface keeps its own error type (its variants differ) and renders it
+//! here. The listener ([`listen`]): [`serve`] a router on a socket within
+//! [`ListenerLimits`]. JSON bodies ([`json`]): one strict parser for every
+//! surface, refusing a key named twice at any depth.
+
+pub mod json;
+pub mod listen;
+
+pub use listen::{serve, BodyTimeout, ListenerLimits};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

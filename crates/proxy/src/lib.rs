@@ -127,8 +127,10 @@ impl Proxy {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(limits.connect));
         connector.set_nodelay(true);
+        // Shorter than the runtime listener's keep-alive wait (10 s), so a
+        // pooled connection is never reused just as the runtime closes it.
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(5))
             .build(connector);
         Proxy { client, limits }
     }

@@ -7,13 +7,14 @@
 //! directory is empty, write the gateway's config, then serve `/v1` at once
 //! and start the gateway in the background.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clawplane_backup::{BackupStore, BackupSummary, BackupTarget, Retention, S3Settings};
+use clawplane_http::ListenerLimits;
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
@@ -73,10 +74,19 @@ pub struct Shared {
     pub cell: Option<Arc<Cell>>,
 }
 
+/// The `/v1` listener's limits unless [`Agent::with_listener_limits`] says
+/// otherwise: the listener's defaults, with fewer connections, since only
+/// `serve` talks to a runtime.
+pub const LISTENER_LIMITS: ListenerLimits = ListenerLimits {
+    max_connections: 256,
+    ..ListenerLimits::DEFAULT
+};
+
 /// A built agent, not yet running.
 pub struct Agent {
     shared: Arc<Shared>,
     listener: TcpListener,
+    limits: ListenerLimits,
     supervisor_task: tokio::task::JoinHandle<()>,
 }
 
@@ -183,8 +193,15 @@ impl Agent {
         Ok(Agent {
             shared,
             listener,
+            limits: LISTENER_LIMITS,
             supervisor_task,
         })
+    }
+
+    /// Serves `/v1` within `limits` instead of [`LISTENER_LIMITS`].
+    pub fn with_listener_limits(mut self, limits: ListenerLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The address the API listens on.
@@ -206,6 +223,7 @@ impl Agent {
         let Agent {
             shared,
             listener,
+            limits,
             supervisor_task,
         } = self;
         let token = CancellationToken::new();
@@ -220,16 +238,19 @@ impl Agent {
         let schedule = tokio::spawn(backups::schedule(shared.clone(), token.clone()));
         let disk = tokio::spawn(watch_disk(shared.clone(), token.clone()));
         let signal = token.clone();
-        let serve = axum::serve(listener, api::router(shared.clone()))
-            .with_graceful_shutdown(async move {
+        let serve =
+            clawplane_http::serve(listener, api::router(shared.clone()), limits, async move {
                 shutdown.await;
                 signal.cancel();
-            })
-            .into_future();
-        tokio::pin!(serve);
-        let result = tokio::select! {
-            r = &mut serve => r,
-            _ = token.cancelled() => tokio::time::timeout(Duration::from_secs(10), &mut serve).await.unwrap_or(Ok(())),
+            });
+        // Scoped so that the connections still open after the grace are
+        // closed (dropping `serve` closes them) before the protective backup.
+        let result = {
+            tokio::pin!(serve);
+            tokio::select! {
+                r = &mut serve => r,
+                _ = token.cancelled() => tokio::time::timeout(Duration::from_secs(10), &mut serve).await.unwrap_or(Ok(())),
+            }
         };
         token.cancel();
         let _ = schedule.await;
@@ -253,9 +274,24 @@ fn is_empty_dir(dir: &std::path::Path) -> bool {
     }
 }
 
-/// A previous agent killed hard leaves its gateway running on the state dir:
-/// stop it (it holds the state lock) before starting a new one.
+/// A previous agent killed hard may leave its gateway running on the state
+/// dir (cells and `setpriv --pdeathsig` make that rare): stop it (it holds
+/// the state lock) before starting a new one, then kill whatever else still
+/// names the state directory (a worker that left the gateway's tree, a
+/// cell's sandbox or network helper). This agent has started nothing yet,
+/// so all of it is a previous agent's: a restart finds nothing to fight with.
 async fn stop_leftover_gateway(spec: &GatewaySpec) {
+    stop_recorded_gateway(spec).await;
+    for pid in process::mentioning(&spec.root) {
+        tracing::warn!(pid, "killing a process left over by a previous agent");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+async fn stop_recorded_gateway(spec: &GatewaySpec) {
     let Ok(text) = std::fs::read_to_string(spec.pid_file()) else {
         return;
     };

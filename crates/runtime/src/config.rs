@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clawplane_domain::ProviderKeyName;
 use clawplane_secrets::SecretString;
 
 use crate::cell::CellSettings;
@@ -54,30 +55,24 @@ pub struct RuntimeConfig {
 
 impl RuntimeConfig {
     /// Parses `OPENCLAW_PROVIDER_KEYS`, a JSON object of environment variable
-    /// names (`[A-Z][A-Z0-9_]*`) to values, e.g. `{"OPENAI_API_KEY": "sk-..."}`.
+    /// names to values, e.g. `{"OPENAI_API_KEY": "sk-..."}`. Names follow
+    /// the one rule `serve` applies when they are stored
+    /// ([`ProviderKeyName`]), so what `serve` accepted starts here.
     pub fn parse_provider_env(raw: &str) -> Result<Vec<(String, SecretString)>, String> {
         let raw = raw.trim();
         if raw.is_empty() {
             return Ok(Vec::new());
         }
+        let shape = "OPENCLAW_PROVIDER_KEYS must be a JSON object of NAME: value, each name once";
         let map: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(raw).map_err(|_| {
-                "OPENCLAW_PROVIDER_KEYS must be a JSON object of NAME: value".to_owned()
-            })?;
+            clawplane_http::json::from_str(raw).map_err(|_| shape.to_owned())?;
         let mut out = Vec::new();
         for (name, value) in map {
-            let valid = name.len() <= 64
-                && name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-            let reserved = name.starts_with("OPENCLAW_")
-                || ["PATH", "HOME", "NODE_OPTIONS", "LD_PRELOAD"].contains(&name.as_str());
-            if !valid || reserved {
-                return Err(format!(
-                    "OPENCLAW_PROVIDER_KEYS: '{name}' is not an allowed variable name"
-                ));
-            }
+            // The refusal names a reserved name, never a malformed one (it
+            // may be a pasted value).
+            let name = ProviderKeyName::parse(&name)
+                .map_err(|refused| format!("OPENCLAW_PROVIDER_KEYS: {refused}"))?
+                .into_string();
             let Some(text) = value.as_str() else {
                 return Err(format!(
                     "OPENCLAW_PROVIDER_KEYS: the value of {name} must be a string"
@@ -110,5 +105,41 @@ mod tests {
             assert!(!err.contains("sk-"), "{err}");
         }
         assert!(RuntimeConfig::parse_provider_env("").unwrap().is_empty());
+    }
+
+    /// The names `serve` once stored and this refused at start (the
+    /// gateway down while the instance said `ready`) are refused by the one
+    /// shared rule, with the reserved names listed.
+    #[test]
+    fn provider_key_names_follow_the_rule_serve_applies() {
+        for name in [
+            "NODE_OPTIONS",
+            "NODE_PATH",
+            "LD_LIBRARY_PATH",
+            "HTTPS_PROXY",
+        ] {
+            let raw = format!(r#"{{"{name}":"sk-never"}}"#);
+            let err = RuntimeConfig::parse_provider_env(&raw).unwrap_err();
+            assert!(err.contains(&format!("{name} is reserved")), "{err}");
+            assert!(
+                err.contains("HTTPS_PROXY, ") && err.contains("LD_") && !err.contains("sk-never"),
+                "{err}"
+            );
+            assert!(
+                ProviderKeyName::parse(name).is_err(),
+                "serve refuses {name} too"
+            );
+        }
+        for name in ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY"] {
+            assert!(ProviderKeyName::parse(name).is_ok());
+            let raw = format!(r#"{{"{name}":"sk-1"}}"#);
+            assert_eq!(RuntimeConfig::parse_provider_env(&raw).unwrap()[0].0, name);
+        }
+        let twice = r#"{"OPENAI_API_KEY":"sk-1","OPENAI_API_KEY":"sk-2"}"#;
+        let err = RuntimeConfig::parse_provider_env(twice).unwrap_err();
+        assert!(
+            err.contains("each name once") && !err.contains("sk-"),
+            "{err}"
+        );
     }
 }

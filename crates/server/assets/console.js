@@ -2,9 +2,15 @@
 // script; with it, forms inside <main> are sent with fetch and only <main> is
 // replaced, and a <main data-poll="ms"> page re-reads itself every ms
 // milliseconds (the stepper, the runtime cards, pending devices). The chat
-// form streams its answer into the page instead (see chat() below).
+// form streams its answer into the page instead (see chat() below). The
+// "Open OpenClaw" page loads it too, to send its form.
 (function () {
   "use strict";
+  // The "Open OpenClaw" page: its form (the door's one-time pass) sends
+  // itself; the page's policy allows no inline script, so it is done here.
+  var door = document.querySelector("form[data-autosubmit]");
+  if (door) { door.submit(); return; }
+
   var main = document.querySelector("main[data-live]");
   if (!main || !window.fetch || !window.DOMParser) return;
   document.documentElement.dataset.live = "on";

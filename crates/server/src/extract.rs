@@ -5,11 +5,13 @@
 
 use std::collections::HashMap;
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use clawplane_domain::{IdempotencyKey, IdempotencyKeyError, UserId};
+use clawplane_http::json::JsonError;
 use clawplane_secrets::{
     api_token_digest, constant_time_eq, ExposeSecret, SecretString, API_TOKEN_PREFIX,
 };
@@ -29,7 +31,9 @@ pub const USER_ID_HEADER: &str = "x-oa-user-id";
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// A JSON body whose rejection is the envelope: 413 over the size limit, 415
-/// without a JSON content type, 400 for malformed JSON or a wrong shape.
+/// without a JSON content type, 400 for malformed JSON, an object naming a
+/// key twice (at any depth, [`clawplane_http::json`]) or a wrong shape. Every
+/// route of `serve` that reads a JSON body reads it through this.
 pub struct JsonBody<T>(pub T);
 
 impl<S, T> FromRequest<S> for JsonBody<T>
@@ -40,32 +44,58 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(JsonBody(value)),
-            Err(rejection) => Err(json_rejection(&rejection)),
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
         }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| body_rejection(&rejection))?;
+        clawplane_http::json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| json_rejection(&e))
     }
 }
 
-fn json_rejection(rejection: &JsonRejection) -> ApiError {
-    match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+/// `application/json`, or any `application/*+json`, parameters allowed (as
+/// axum's own `Json` decides).
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    let subtype = subtype.to_ascii_lowercase();
+    kind.eq_ignore_ascii_case("application") && (subtype == "json" || subtype.ends_with("+json"))
+}
+
+fn body_rejection(rejection: &BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             "the request body is larger than the limit of 1 MiB",
-        ),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as JSON with Content-Type: application/json",
-        ),
-        _ => match rejection {
-            JsonRejection::JsonDataError(e) => ApiError::bad_request(format!(
-                "the JSON body does not have the expected shape: {}",
-                without_quoted_input(&e.body_text())
-            )),
-            _ => ApiError::bad_request("the request body is not valid JSON"),
-        },
+        )
+    } else {
+        ApiError::bad_request("the request body could not be read")
+    }
+}
+
+fn json_rejection(error: &JsonError) -> ApiError {
+    match error {
+        JsonError::Shape(e) => ApiError::bad_request(format!(
+            "the JSON body does not have the expected shape: {}",
+            without_quoted_input(&e.to_string())
+        )),
+        other => ApiError::bad_request(other.to_string()),
     }
 }
 
@@ -267,9 +297,15 @@ pub fn control_user_id(
     UserId::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// The `Idempotency-Key` header, required for ledger writes. Keys starting
-/// with `clawplane:` are reserved for the server's own jobs.
-pub fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
+/// The `Idempotency-Key` header, required for ledger writes, scoped to
+/// `user`. Keys starting with `clawplane:` are reserved for the server's
+/// own jobs.
+///
+/// The ledger's keys are unique across all users, so the key stored is
+/// derived from the user and the caller's key ([`scoped_idempotency_key`]):
+/// two users may use the same key, and one user's retry with the same key
+/// still replays (or, for another request, is refused with 409).
+pub fn idempotency_key(headers: &HeaderMap, user: &UserId) -> Result<IdempotencyKey, ApiError> {
     let raw = match headers.get(IDEMPOTENCY_KEY_HEADER) {
         None => return Err(IdempotencyKeyError::Missing.into()),
         Some(v) => v
@@ -282,7 +318,19 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> 
             "Idempotency-Key values starting with 'clawplane:' are reserved",
         ));
     }
-    Ok(key)
+    Ok(scoped_idempotency_key(user, &key))
+}
+
+/// The stored form of a caller's key: `user:` and the SHA-256 (hex) of the
+/// user id and the key, each length-prefixed so no two pairs meet. It is
+/// printable, 69 characters whatever the inputs (user ids may be 256 bytes
+/// of any script, keys 200), and never starts with `clawplane:`.
+pub fn scoped_idempotency_key(user: &UserId, key: &IdempotencyKey) -> IdempotencyKey {
+    let (user, key) = (user.as_str(), key.as_str());
+    // `api_token_digest` is plain SHA-256 in hex over its input.
+    let digest = api_token_digest(&format!("{}:{user}:{}:{key}", user.len(), key.len()));
+    IdempotencyKey::parse(&format!("user:{digest}"))
+        .expect("`user:` and 64 hex digits are a valid key")
 }
 
 #[cfg(test)]
@@ -337,5 +385,29 @@ mod tests {
         );
         let none = control_user_id(&HeaderMap::new(), &HashMap::new(), None).unwrap_err();
         assert_eq!(none.message, "missing user id");
+    }
+
+    #[test]
+    fn idempotency_keys_are_scoped_to_their_user() {
+        let mut headers = HeaderMap::new();
+        headers.insert(IDEMPOTENCY_KEY_HEADER, "topup-1".parse().unwrap());
+        let user = |u: &str| UserId::parse(u).unwrap();
+        let ana = idempotency_key(&headers, &user("ana")).unwrap();
+        assert_eq!(ana, idempotency_key(&headers, &user("ana")).unwrap());
+        assert_ne!(ana, idempotency_key(&headers, &user("bob")).unwrap());
+        assert!(ana.as_str().starts_with("user:") && !ana.is_internal());
+        // The parts are length-prefixed: moving a colon changes the key.
+        let key = |k: &str| IdempotencyKey::parse(k).unwrap();
+        assert_ne!(
+            scoped_idempotency_key(&user("a:b"), &key("c")),
+            scoped_idempotency_key(&user("a"), &key("b:c"))
+        );
+        let long = scoped_idempotency_key(&user(&"é".repeat(128)), &key(&"k".repeat(200)));
+        assert_eq!(long.as_str().len(), 69);
+        headers.insert(
+            IDEMPOTENCY_KEY_HEADER,
+            "clawplane:monthly:x".parse().unwrap(),
+        );
+        assert!(idempotency_key(&headers, &user("ana")).is_err());
     }
 }

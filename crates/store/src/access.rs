@@ -9,8 +9,13 @@ use uuid::Uuid;
 use crate::time::{from_millis, now, to_millis};
 use crate::{Store, StoreError};
 
-/// Most tokens a user may hold (revoked ones included).
+/// Most live (unrevoked) tokens a user may hold.
 pub const MAX_TOKENS_PER_USER: i64 = 50;
+
+/// Most revoked tokens kept per user (listed as revoked); older ones are
+/// deleted when a token is created, so creating and revoking in a loop
+/// never grows the table without bound.
+pub const MAX_REVOKED_TOKENS_KEPT: i64 = 50;
 
 /// How often `last_used_at` is written for one token, at most.
 const LAST_USED_EVERY_MS: i64 = 60_000;
@@ -36,7 +41,9 @@ const TOKEN_COLUMNS: &str =
     "id, user_id, name, hint, created_at, last_used_at, revoked_at, token_digest";
 
 impl Store {
-    /// Records a new token for `user`. Refused past [`MAX_TOKENS_PER_USER`].
+    /// Records a new token for `user`. Refused while the user holds
+    /// [`MAX_TOKENS_PER_USER`] live tokens (revoked ones do not count);
+    /// revoked tokens past [`MAX_REVOKED_TOKENS_KEPT`] are deleted, oldest first.
     pub async fn create_api_token(
         &self,
         user: &UserId,
@@ -44,14 +51,25 @@ impl Store {
         digest: &str,
         hint: &str,
     ) -> Result<ApiToken, StoreError> {
-        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM api_tokens WHERE user_id = $1")
-            .bind(user.as_str().to_owned())
-            .fetch_one(&self.write)
-            .await?
-            .try_get("n")?;
-        if count >= MAX_TOKENS_PER_USER {
+        let live: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(user.as_str().to_owned())
+        .fetch_one(&self.write)
+        .await?
+        .try_get("n")?;
+        if live >= MAX_TOKENS_PER_USER {
             return Err(StoreError::TooManyTokens);
         }
+        sqlx::query(
+            "DELETE FROM api_tokens WHERE user_id = $1 AND revoked_at IS NOT NULL AND id NOT IN \
+             (SELECT id FROM api_tokens WHERE user_id = $1 AND revoked_at IS NOT NULL \
+              ORDER BY revoked_at DESC, id LIMIT $2)",
+        )
+        .bind(user.as_str().to_owned())
+        .bind(MAX_REVOKED_TOKENS_KEPT)
+        .execute(&self.write)
+        .await?;
         let id = Uuid::new_v4();
         sqlx::query(
             "INSERT INTO api_tokens (id, user_id, name, token_digest, hint, created_at) \

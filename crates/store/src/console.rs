@@ -1,5 +1,10 @@
 //! Console accounts and sessions. Sessions are looked up by the SHA-256
 //! digest of their cookie; the cookie itself is never stored.
+//!
+//! The same table holds the passes of an instance's door (rows whose
+//! form-token field starts with `handoff:` or `door:`, see [`PassKind`]):
+//! they are counted and trimmed per account here, so no account can grow
+//! the table without bound.
 
 use chrono::{DateTime, Utc};
 use clawplane_domain::{Account, Email};
@@ -16,6 +21,29 @@ pub struct SessionRecord {
     pub account: Account,
     /// The token every form of this session must carry.
     pub csrf_token: String,
+}
+
+/// The two kinds of pass a console session hands out, told apart by the
+/// start of their form-token field (the server's `ingress::door` writes
+/// them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassKind {
+    /// A one-time pass from the console to an instance's door
+    /// (`handoff:<runtime_name>`).
+    Handoff,
+    /// A door cookie of an instance's host (`door:<runtime_name>`).
+    Door,
+}
+
+impl PassKind {
+    /// The `LIKE` pattern of this kind's form-token field (a fixed string,
+    /// never built from input).
+    fn pattern(self) -> &'static str {
+        match self {
+            PassKind::Handoff => "handoff:%",
+            PassKind::Door => "door:%",
+        }
+    }
 }
 
 impl Store {
@@ -145,6 +173,44 @@ impl Store {
             .bind(to_millis(now()))
             .execute(&self.write)
             .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// How many live (not expired) passes of `kind` the account `user_id` holds.
+    pub async fn live_passes(&self, user_id: &str, kind: PassKind) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM console_sessions \
+             WHERE user_id = $1 AND csrf_token LIKE $2 AND expires_at > $3",
+        )
+        .bind(user_id.to_owned())
+        .bind(kind.pattern())
+        .bind(to_millis(now()))
+        .fetch_one(&self.read)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Keeps the account's `keep` newest passes of `kind` and deletes the
+    /// others (expired or not); returns how many went. Other accounts' rows,
+    /// the other kind and console sessions are untouched.
+    pub async fn keep_newest_passes(
+        &self,
+        user_id: &str,
+        kind: PassKind,
+        keep: u32,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM console_sessions WHERE user_id = $1 AND csrf_token LIKE $2 \
+             AND digest NOT IN (SELECT digest FROM console_sessions \
+             WHERE user_id = $1 AND csrf_token LIKE $2 \
+             ORDER BY created_at DESC, expires_at DESC, digest DESC LIMIT $3)",
+        )
+        .bind(user_id.to_owned())
+        .bind(kind.pattern())
+        .bind(i64::from(keep))
+        .execute(&self.write)
+        .await?;
         Ok(done.rows_affected())
     }
 }

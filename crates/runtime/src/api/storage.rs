@@ -80,8 +80,9 @@ fn parse_backup_id(body: &Bytes) -> Result<Option<String>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|_| ApiError::bad_request("the request body is not valid JSON"))?;
+    // Strict: an object naming a key twice is refused, as on `serve`.
+    let value: Value =
+        clawplane_http::json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     match value.get("backupId") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(id)) if is_backup_id(id) => Ok(Some(id.clone())),
@@ -99,4 +100,29 @@ fn is_backup_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_body_naming_backup_id_twice_is_refused() {
+        let twice =
+            Bytes::from_static(br#"{"backupId":"20261124T061500.123Z-1a2b3c4d","backupId":"x"}"#);
+        let err = parse_backup_id(&twice).unwrap_err();
+        let text = format!("{err:?}");
+        assert!(
+            text.contains("bad_request")
+                && text.contains("backupId")
+                && text.contains("more than once"),
+            "{text}"
+        );
+        let once = Bytes::from_static(br#"{"backupId":"20261124T061500.123Z-1a2b3c4d"}"#);
+        assert_eq!(
+            parse_backup_id(&once).unwrap().as_deref(),
+            Some("20261124T061500.123Z-1a2b3c4d")
+        );
+        assert_eq!(parse_backup_id(&Bytes::from_static(b"  ")).unwrap(), None);
+    }
 }

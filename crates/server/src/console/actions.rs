@@ -55,10 +55,17 @@ pub async fn sign_up(
     if let Some(to_console) = single_user_mode(&state) {
         return Ok(to_console);
     }
-    check_pre_session_csrf(&jar, &form)?;
+    check_pre_session_csrf(&state.console.pre_session, &jar, &form)?;
     let typed = field(&form, "email").chars().take(254).collect::<String>();
     let again = |jar, problem: &str| {
-        sign_form(jar, &headers, true, typed.clone(), Some(problem.to_owned()))
+        sign_form(
+            &state,
+            jar,
+            &headers,
+            true,
+            typed.clone(),
+            Some(problem.to_owned()),
+        )
     };
     let Ok(email) = Email::parse(&typed) else {
         return again(jar, "Enter an email address such as ana@example.com.");
@@ -93,11 +100,11 @@ pub async fn sign_in(
     if let Some(to_console) = single_user_mode(&state) {
         return Ok(to_console);
     }
-    check_pre_session_csrf(&jar, &form)?;
+    check_pre_session_csrf(&state.console.pre_session, &jar, &form)?;
     let typed = field(&form, "email").chars().take(254).collect::<String>();
     let wrong = "That email address and password do not match an account.";
     let Ok(email) = Email::parse(&typed) else {
-        return sign_form(jar, &headers, false, typed, Some(wrong.into()));
+        return sign_form(&state, jar, &headers, false, typed, Some(wrong.into()));
     };
     let throttle = &state.console.throttle;
     if !throttle.allowed(email.as_str()) {
@@ -125,7 +132,7 @@ pub async fn sign_in(
         }
         _ => {
             throttle.failed(email.as_str());
-            sign_form(jar, &headers, false, typed, Some(wrong.into()))
+            sign_form(&state, jar, &headers, false, typed, Some(wrong.into()))
         }
     }
 }

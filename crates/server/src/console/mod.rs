@@ -4,10 +4,12 @@
 //! a notice), sign-up and sign-in with sessions.
 //!
 //! - [`session`]: passwords, sessions, CSRF, throttling;
+//! - [`pre_session`]: the server-issued CSRF token of the sign-in forms;
 //! - [`pages`]: the pages (overview, create, security, usage, billing, account);
 //! - [`actions`]: what the forms do, through the same instance service as the API;
 //! - [`chat`]: the chat page, talking to the user's agent through its gateway;
-//! - [`view`]: turning runtime and ledger data into what the pages show.
+//! - [`view`]: turning runtime and ledger data into what the pages show;
+//! - [`headers`]: the browser protections on every console response.
 //!
 //! Errors are pages that say what happened and what to do; never JSON,
 //! never a stack trace.
@@ -17,8 +19,10 @@ pub mod chat;
 pub mod chat_answer;
 pub mod chat_problem;
 pub mod chat_sse;
+pub mod headers;
 pub mod open;
 pub mod pages;
+pub mod pre_session;
 pub mod session;
 pub mod throttle;
 pub mod view;
@@ -35,9 +39,10 @@ use crate::state::AppState;
 
 /// The console's routes.
 pub fn router() -> Router<AppState> {
-    Router::new()
+    let routes = Router::new()
         .route("/console", get(pages::overview))
         .route("/console/assets/console.js", get(script))
+        .route("/console/assets/console.css", get(stylesheet))
         .route("/console/open", get(open::open))
         .route(
             "/console/sign-up",
@@ -66,7 +71,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/account/keys", post(actions::set_key))
         .route("/console/account/keys/remove", post(actions::remove_keys))
-        .route("/console/account/delete", post(actions::delete_instance))
+        .route("/console/account/delete", post(actions::delete_instance));
+    headers::protect(routes)
 }
 
 /// The console's script (progressive enhancement: live updates, forms
@@ -81,6 +87,15 @@ async fn script() -> impl IntoResponse {
     )
 }
 
+/// The console's stylesheet, built into the binary (a file, not inline
+/// styles, so the pages' policy allows no inline style).
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../assets/console.css"),
+    )
+}
+
 /// The console's own state.
 pub struct ConsoleState {
     /// Failed sign-ins.
@@ -91,6 +106,8 @@ pub struct ConsoleState {
     /// The form token of single-user mode (`OA_INTERNAL_USER_ID`), where
     /// there is no session to keep one: fresh at every start.
     pub single_user_csrf: String,
+    /// The sign-in and sign-up forms' tokens, before a session exists.
+    pub pre_session: pre_session::PreSessionTokens,
 }
 
 impl ConsoleState {
@@ -111,6 +128,7 @@ impl ConsoleState {
             single_user_csrf: clawplane_secrets::generate_token()
                 .expose_secret()
                 .to_owned(),
+            pre_session: pre_session::PreSessionTokens::new(),
         }
     }
 }

@@ -50,13 +50,14 @@ struct SignIn<'a> {
 
 /// Renders the sign-in or sign-up form (also after a failed attempt).
 pub fn sign_form(
+    state: &AppState,
     jar: CookieJar,
     headers: &HeaderMap,
     sign_up: bool,
     email: String,
     problem: Option<String>,
 ) -> Result<Response, ConsoleError> {
-    let (jar, csrf) = pre_session_csrf(jar, headers);
+    let (jar, csrf) = pre_session_csrf(&state.console.pre_session, jar, headers);
     let page = SignIn {
         heading: if sign_up { "Sign up" } else { "Sign in" },
         action: if sign_up {
@@ -90,7 +91,7 @@ pub async fn sign_in_page(
     if let Some(to_console) = single_user_mode(&state) {
         return Ok(to_console);
     }
-    sign_form(jar, &headers, false, String::new(), None)
+    sign_form(&state, jar, &headers, false, String::new(), None)
 }
 
 /// `GET /console/sign-up`.
@@ -102,7 +103,7 @@ pub async fn sign_up_page(
     if let Some(to_console) = single_user_mode(&state) {
         return Ok(to_console);
     }
-    sign_form(jar, &headers, true, String::new(), None)
+    sign_form(&state, jar, &headers, true, String::new(), None)
 }
 
 struct RuntimeCard {

@@ -1,7 +1,8 @@
 //! Sign-in state of the console: password hashes (argon2id), session
 //! cookies (`HttpOnly`, `SameSite=Lax`, `Secure` behind TLS; only a digest
 //! is stored; a new session at every sign-in, so a planted cookie is never
-//! promoted), CSRF tokens on every form, and throttling of failed sign-ins
+//! promoted), CSRF tokens on every form (before a session, server-issued
+//! ones of [`super::pre_session`]), and throttling of failed sign-ins
 //! (per email here; per client address and hashes at once in
 //! [`super::throttle`]).
 //!
@@ -25,6 +26,7 @@ use clawplane_store::{Store, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::pre_session::{self, PreSessionTokens};
 use super::throttle::SignInLimits;
 use super::ConsoleError;
 use crate::state::AppState;
@@ -109,25 +111,38 @@ fn check_token(given: Option<&str>, expected: &str) -> Result<(), ConsoleError> 
     }
 }
 
-/// The pre-session CSRF token of the sign-in forms: the cookie's, or a new one.
-pub fn pre_session_csrf(jar: CookieJar, headers: &HeaderMap) -> (CookieJar, String) {
-    if let Some(c) = jar.get(PRE_CSRF_COOKIE).filter(|c| c.value().len() >= 32) {
+/// The pre-session CSRF token of the sign-in forms: the cookie's while it
+/// is one this server issued with time left, else a new one (cookie set).
+pub fn pre_session_csrf(
+    tokens: &PreSessionTokens,
+    jar: CookieJar,
+    headers: &HeaderMap,
+) -> (CookieJar, String) {
+    let now = chrono::Utc::now();
+    if let Some(c) = jar
+        .get(PRE_CSRF_COOKIE)
+        .filter(|c| tokens.fresh_enough(c.value(), now))
+    {
         let value = c.value().to_owned();
         return (jar, value);
     }
-    let token = generate_token().expose_secret().to_owned();
-    let jar = jar.add(cookie(PRE_CSRF_COOKIE, token.clone(), headers));
-    (jar, token)
+    let token = tokens.issue(now);
+    let mut c = cookie(PRE_CSRF_COOKIE, token.clone(), headers);
+    c.set_max_age(time::Duration::seconds(pre_session::LIFETIME.num_seconds()));
+    (jar.add(c), token)
 }
 
-/// Checks a sign-in form's token against its cookie (double submit).
+/// Checks a sign-in form's token: the same as its cookie's (double submit),
+/// and one this server issued that has not expired.
 pub fn check_pre_session_csrf(
+    tokens: &PreSessionTokens,
     jar: &CookieJar,
     form: &HashMap<String, String>,
 ) -> Result<(), ConsoleError> {
     let expected = jar
         .get(PRE_CSRF_COOKIE)
         .map(|c| c.value().to_owned())
+        .filter(|v| tokens.expiry(v, chrono::Utc::now()).is_some())
         .unwrap_or_default();
     if expected.is_empty() {
         return check_token(None, "");
@@ -175,7 +190,9 @@ pub async fn start_session(
         .await?;
     let mut session = cookie(SESSION_COOKIE, token.expose_secret().to_owned(), headers);
     session.set_max_age(time::Duration::days(SESSION_DAYS));
-    Ok(jar.remove(Cookie::from(PRE_CSRF_COOKIE)).add(session))
+    // The removal names the cookie's path, or a browser keeps the cookie.
+    let pre_session = Cookie::build(PRE_CSRF_COOKIE).path("/").build();
+    Ok(jar.remove(pre_session).add(session))
 }
 
 /// Ends the session of this cookie jar and every pass and door cookie of its

@@ -140,7 +140,7 @@ mod tests {
 /// The stylesheet's colours meet WCAG 2.x AA contrast (4.5:1 for text).
 #[cfg(test)]
 mod contrast {
-    const STYLE: &str = include_str!("../../templates/base.html");
+    const STYLE: &str = include_str!("../../assets/console.css");
 
     /// A `--name:#rrggbb` colour of the stylesheet, or a literal `#rrggbb`.
     fn colour(name: &str) -> [f64; 3] {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use clawplane_domain::{Instance, InstanceStatus, SecretName, UserId};
+use clawplane_domain::{Instance, InstanceStatus, ProviderKeyName, SecretName, UserId};
 use clawplane_secrets::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
@@ -64,7 +64,7 @@ impl Instances {
             let this = self.clone();
             self.inner
                 .tasks
-                .spawn(async move { this.restart_runtime(instance).await });
+                .spawn(async move { this.restart_with_new_keys(instance).await });
         }
         Ok(json!({ "names": names, "restarting": applying }))
     }
@@ -89,7 +89,7 @@ impl Instances {
         self.set_provider_keys(user, Some(merged)).await
     }
 
-    async fn restart_runtime(&self, instance: Instance) {
+    async fn restart_with_new_keys(&self, instance: Instance) {
         let secrets = match self.runtime_secrets(&instance).await {
             Ok(s) => s,
             Err(e) => {
@@ -119,8 +119,10 @@ impl Instances {
     }
 }
 
-/// Provider keys are environment variable names (`OPENAI_API_KEY`...) with
-/// non-empty values; both bounded.
+/// Provider keys are environment variable names with non-empty values, both
+/// bounded. Names follow the one rule the runtime applies too
+/// ([`ProviderKeyName`]): a reserved name is refused here, with the list of
+/// reserved names, rather than stopping the gateway at its next start.
 pub fn validate_provider_keys(keys: &BTreeMap<String, SecretString>) -> Result<(), ApiError> {
     if keys.len() > MAX_PROVIDER_KEYS {
         return Err(ApiError::bad_request(format!(
@@ -128,16 +130,7 @@ pub fn validate_provider_keys(keys: &BTreeMap<String, SecretString>) -> Result<(
         )));
     }
     for (name, value) in keys {
-        let valid_name = (1..=64).contains(&name.len())
-            && name.starts_with(|c: char| c.is_ascii_uppercase())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-        if !valid_name {
-            return Err(ApiError::bad_request(
-                "provider key names are environment variable names such as OPENAI_API_KEY (A-Z, 0-9, _)",
-            ));
-        }
+        ProviderKeyName::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let v = value.expose_secret();
         if v.trim().is_empty() || v.len() > MAX_PROVIDER_KEY_LEN || v.chars().any(char::is_control)
         {

@@ -1,5 +1,6 @@
 //! Billing routes: the seed's summary on both surfaces, and on the control
-//! surface the ledger writes (grant, burn, reverse) with `Idempotency-Key`.
+//! surface the ledger writes (grant, burn, reverse) with `Idempotency-Key`,
+//! scoped to the user the write is for (two users may use the same key).
 
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
@@ -112,7 +113,7 @@ pub async fn post_control_reverse(
 ) -> Result<Response, ApiError> {
     let query = query_map(query.as_deref())?;
     let user = control_user_id(&headers, &query, Some(&body))?;
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(&headers, &user)?;
     let entry_id = body
         .get("entry_id")
         .and_then(Value::as_i64)
@@ -139,7 +140,7 @@ fn entry_request(
     }
     let query = query_map(query)?;
     let user_id = control_user_id(headers, &query, Some(body))?;
-    let idempotency_key = idempotency_key(headers)?;
+    let idempotency_key = idempotency_key(headers, &user_id)?;
     let amount = match body.get("amount_usd") {
         None | Some(Value::Null) => return Err(ApiError::bad_request("amount_usd is required")),
         Some(v) => MicroUsd::from_json(v)?,

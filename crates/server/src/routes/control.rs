@@ -101,9 +101,11 @@ fn instance_fields(body: &Value) -> Result<InstanceFields, ApiError> {
 
 /// `POST /control/openclaw/instance/status` `{user_id, status, reason?}`:
 /// through the transition table (409 when not allowed). `deleted` deletes
-/// as the API does; `provisioning` (from `error`) provisions again.
+/// as the API does; `provisioning` (from `error`) provisions again. A move
+/// into `provisioning` or `ready` needs credits (402) and room (503), as the
+/// API's create and start do.
 #[utoipa::path(post, path = "/control/openclaw/instance/status", tag = "control",
-    responses((status = 200, description = "The instance"), (status = 409, description = "Transition not allowed")))]
+    responses((status = 200, description = "The instance"), (status = 402, description = "No credits left"), (status = 409, description = "Transition not allowed"), (status = 503, description = "The host is full")))]
 pub async fn post_status(
     State(state): State<AppState>,
     _auth: ControlAuth,
@@ -121,19 +123,10 @@ pub async fn post_status(
         Some(Value::String(s)) => Some(s.as_str()),
         Some(_) => return Err(ApiError::bad_request("reason must be a string")),
     };
-    if status == InstanceStatus::Deleted {
-        let (instance, _) = state.instances.delete(&user).await?;
-        return Ok(ok(instance));
-    }
-    let instance = state.instances.live(&user).await?;
-    let updated = state
-        .store
-        .set_instance_status(instance.id, status, reason)
-        .await?;
-    if status == InstanceStatus::Provisioning {
-        state.instances.drive(updated.id);
-    }
-    Ok(ok(updated))
+    Ok(ok(state
+        .instances
+        .set_status_by_control(&user, status, reason)
+        .await?))
 }
 
 fn secret_name(raw: Option<&str>) -> Result<SecretName, ApiError> {
@@ -226,8 +219,10 @@ pub async fn post_secret(
         }
     };
     let keys: Option<BTreeMap<String, SecretString>> = if name == SecretName::ProviderKeys {
-        let keys = serde_json::from_str(&value).map_err(|_| {
-            ApiError::bad_request("provider_keys must be a JSON object of names and string values")
+        let keys = clawplane_http::json::from_str(&value).map_err(|_| {
+            ApiError::bad_request(
+                "provider_keys must be a JSON object of names and string values, each name once",
+            )
         })?;
         validate_provider_keys(&keys)?;
         Some(keys)
