@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub sign_in_attempts: u32,
     /// The window of [`Self::sign_in_attempts`] (default one minute).
     pub sign_in_window: Duration,
+    /// The main listener's timeouts and connection limit.
+    pub listener: clawplane_http::ListenerLimits,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +64,7 @@ impl Default for ServerConfig {
             hash_wait: Duration::from_secs(5),
             sign_in_attempts: 20,
             sign_in_window: Duration::from_secs(60),
+            listener: clawplane_http::ListenerLimits::default(),
         }
     }
 }

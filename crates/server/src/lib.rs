@@ -11,6 +11,7 @@
 //! - [`runtime_client`]: the typed client of each instance's runtime agent;
 //! - [`provision`]: the `local` and `static` provisioners;
 //! - [`metrics`]: the Prometheus registry and the request middleware;
+//! - [`tasks`]: the supervised set of long-running background tasks;
 //! - [`console`]: the web console (server-rendered pages, sign-in, sessions);
 //! - [`ingress`]: the front door from `<runtime_name>.<domain>` to a gateway.
 
@@ -26,6 +27,7 @@ pub mod routes;
 pub mod runtime_client;
 pub mod startup;
 pub mod state;
+pub mod tasks;
 
 pub use config::ServerConfig;
 pub use startup::Application;

@@ -7,7 +7,12 @@
 //!   never the raw path, so label values stay few and carry no input;
 //! - `clawplane_instances{status}`: read from the store at each scrape;
 //! - `clawplane_provisioning_duration_seconds{outcome}`: create to ready or error;
-//! - `clawplane_ledger_operations_total{operation,outcome}`.
+//! - `clawplane_ledger_operations_total{operation,outcome}`;
+//! - `clawplane_runtime_restarts_total{outcome}` (`restored`, `failed`,
+//!   `given_up`) and `clawplane_instances_interrupted` (instances whose
+//!   runtime died and is being restored now), from the supervisor;
+//! - `clawplane_task_restarts_total{task}`: background tasks that ended
+//!   unexpectedly and were started again.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -199,6 +204,14 @@ struct Inner {
     provisioning: HistogramFamily<OutcomeLabels>,
     ledger: Family<LedgerLabels, Counter>,
     ingress: Family<OutcomeLabels, Counter>,
+    restarts: Family<OutcomeLabels, Counter>,
+    interrupted: Gauge,
+    tasks: Family<TaskLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    task: &'static str,
 }
 
 fn latency_histogram() -> Histogram {
@@ -258,6 +271,24 @@ impl Metrics {
             "Requests at the front door to the gateways, by outcome",
             ingress.clone(),
         );
+        let restarts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "clawplane_runtime_restarts",
+            "Runtimes found dead and started again, by outcome",
+            restarts.clone(),
+        );
+        let interrupted = Gauge::default();
+        registry.register(
+            "clawplane_instances_interrupted",
+            "Instances whose runtime died and is being restored",
+            interrupted.clone(),
+        );
+        let tasks = Family::<TaskLabels, Counter>::default();
+        registry.register(
+            "clawplane_task_restarts",
+            "Background tasks that ended unexpectedly and were started again",
+            tasks.clone(),
+        );
         let cells = CellGauges::default();
         cells.register(&mut registry);
         Metrics {
@@ -270,8 +301,34 @@ impl Metrics {
                 provisioning,
                 ledger,
                 ingress,
+                restarts,
+                interrupted,
+                tasks,
             }),
         }
+    }
+
+    /// Records the end of one attempt to restore a dead runtime:
+    /// `restored`, `failed` (tried again later) or `given_up`.
+    pub fn runtime_restart(&self, outcome: &'static str) {
+        self.inner
+            .restarts
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// One more (or, with `false`, one fewer) instance being restored.
+    pub fn interrupted(&self, more: bool) {
+        if more {
+            self.inner.interrupted.inc();
+        } else {
+            self.inner.interrupted.dec();
+        }
+    }
+
+    /// Records a background task started again after ending unexpectedly.
+    pub fn task_restarted(&self, task: &'static str) {
+        self.inner.tasks.get_or_create(&TaskLabels { task }).inc();
     }
 
     /// Records one provisioning run.

@@ -128,8 +128,11 @@ pub struct RuntimeClient {
 impl RuntimeClient {
     /// A client with these options.
     pub fn new(options: ClientOptions) -> Self {
+        // Idle connections are let go before the runtime's listener closes
+        // them (its keep-alive wait is 10 s), so a request never races a close.
         let http = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(5))
             .no_proxy()
             .build()
             .unwrap_or_default();

@@ -1,7 +1,7 @@
 //! Building and running the server. Start-up takes its listener and a
 //! shutdown signal as arguments, so tests bind port 0 and stop it at will.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use clawplane_billing::{jobs, Ledger, Meter};
 use clawplane_secrets::KeyRing;
 use clawplane_store::{Store, Vault};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::instances::fleet::RuntimeFleet;
@@ -17,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::provision::Provisioner;
 use crate::routes::router;
 use crate::state::AppState;
+use crate::tasks::{TaskHealth, Tasks};
 use crate::ServerConfig;
 
 /// A built, not yet running, server.
@@ -53,6 +55,7 @@ impl Application {
             metrics,
             console: Arc::new(crate::console::ConsoleState::new()),
             ingress: clawplane_proxy::Proxy::new(config.ingress.limits),
+            tasks: TaskHealth::default(),
             config: Arc::new(config),
         };
         Application { listener, state }
@@ -63,75 +66,89 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish
-    /// for at most the configured grace period, stops the background jobs and
-    /// the reconciler at a safe point, and closes the store. Runtimes keep
-    /// running: the next start finds them again.
+    /// Serves until `shutdown` resolves, then, within one deadline (the
+    /// configured grace period from that moment), lets in-flight requests
+    /// finish, stops the background tasks at a safe point (aborting what is
+    /// left at the deadline), and closes the store. Runtimes keep running:
+    /// the next start finds them again.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let Application { listener, state } = self;
         let token = CancellationToken::new();
-        // Expired console sessions, door passes and door cookies go on a
-        // schedule, not only when someone signs out.
-        let sweeper = crate::console::session::spawn_sweeper(
-            state.store.clone(),
-            crate::console::session::SWEEP_INTERVAL,
-            token.clone(),
-        );
-        let reconciler = tokio::spawn(state.instances.clone().reconcile());
-        let jobs = state.config.run_jobs.then(|| {
-            let meter = Meter::new(
-                state.ledger.clone(),
-                Arc::new(RuntimeFleet::new(state.instances.clone())),
-            );
-            let interval = state.config.billing.metering_interval;
-            tokio::spawn(jobs::run(
-                state.ledger.clone(),
-                meter,
-                interval,
-                token.clone(),
-            ))
-        });
+        let tasks = Tasks::new(token.clone(), state.tasks.clone(), state.metrics.clone());
+        spawn_background(&tasks, &state, &token);
         let grace = state.config.shutdown_grace;
+        let limits = state.config.listener;
         let store = state.store.clone();
         let instances = state.instances.clone();
         let signal = token.clone();
-        let serve = axum::serve(
-            listener,
-            router(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let serve = clawplane_http::serve(listener, router(state), limits, async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
             signal.cancel();
-        })
-        .into_future();
-        tokio::pin!(serve);
-        let result = tokio::select! {
-            r = &mut serve => r,
-            _ = token.cancelled() => match tokio::time::timeout(grace, &mut serve).await {
-                Ok(r) => r,
-                Err(_) => {
-                    tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; closing them");
-                    Ok(())
+        });
+        // One deadline for everything, from the moment shutdown begins.
+        // Scoped so that connections still open at the deadline are closed
+        // (dropping `serve` closes them) before the rest stops.
+        let (result, deadline) = {
+            tokio::pin!(serve);
+            tokio::select! {
+                r = &mut serve => (r, Instant::now() + grace),
+                _ = token.cancelled() => {
+                    let deadline = Instant::now() + grace;
+                    let r = match tokio::time::timeout_at(deadline, &mut serve).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; closing them");
+                            Ok(())
+                        }
+                    };
+                    (r, deadline)
                 }
-            },
+            }
         };
         token.cancel();
-        instances.shutdown(grace).await;
-        let _ = tokio::time::timeout(grace, reconciler).await;
-        if let Some(jobs) = jobs {
-            if tokio::time::timeout(grace, jobs).await.is_err() {
-                tracing::warn!("the billing job did not stop in time");
-            }
-        }
-        if tokio::time::timeout(grace, sweeper).await.is_err() {
-            tracing::warn!("the session sweeper did not stop in time");
-        }
+        instances.shutdown_until(deadline).await;
+        tasks.shutdown(deadline).await;
         store.close().await;
         tracing::info!("stopped");
         result
+    }
+}
+
+/// The server's long-running tasks, each started again if it ends early.
+fn spawn_background(tasks: &Tasks, state: &AppState, token: &CancellationToken) {
+    let instances = state.instances.clone();
+    tasks.spawn("reconciler", move || instances.clone().reconcile());
+    let instances = state.instances.clone();
+    tasks.spawn("supervisor", move || instances.clone().supervise());
+    let (store, stop) = (state.store.clone(), token.clone());
+    tasks.spawn("session sweeper", move || {
+        let sweeper = crate::console::session::spawn_sweeper(
+            store.clone(),
+            crate::console::session::SWEEP_INTERVAL,
+            stop.clone(),
+        );
+        async move {
+            if let Err(e) = sweeper.await {
+                if e.is_panic() {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+        }
+    });
+    if state.config.run_jobs {
+        let (ledger, instances, stop) =
+            (state.ledger.clone(), state.instances.clone(), token.clone());
+        let interval = state.config.billing.metering_interval;
+        tasks.spawn("billing", move || {
+            let meter = Meter::new(
+                ledger.clone(),
+                Arc::new(RuntimeFleet::new(instances.clone())),
+            );
+            jobs::run(ledger.clone(), meter, interval, stop.clone())
+        });
     }
 }

@@ -28,4 +28,6 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// The ingress's connection pool to the runtimes.
     pub ingress: clawplane_proxy::Proxy,
+    /// The background tasks' states, for `/readyz`.
+    pub tasks: crate::tasks::TaskHealth,
 }

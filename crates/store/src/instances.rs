@@ -242,6 +242,31 @@ impl Store {
         Err(StoreError::Contended)
     }
 
+    /// Sets the reason of an instance that is still in `status` (the status
+    /// itself is not changed); `None` when it has left that status since.
+    pub async fn set_instance_reason(
+        &self,
+        id: InstanceId,
+        status: InstanceStatus,
+        reason: Option<&str>,
+    ) -> Result<Option<Instance>, StoreError> {
+        let result = sqlx::query(
+            "UPDATE openclaw_instances SET status_reason = $1, updated_at = $2 \
+             WHERE id = $3 AND status = $4",
+        )
+        .bind(reason.map(truncate_reason))
+        .bind(to_millis(now()))
+        .bind(id.to_string())
+        .bind(status.as_str())
+        .execute(&self.write)
+        .await?;
+        self.instances_changed();
+        if result.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.instance(id).await.map(Some)
+    }
+
     /// Sets the provisioner's fields that are `Some` in `fields`; others are kept.
     /// Refused for deleted instances.
     pub async fn update_instance_fields(

@@ -13,6 +13,7 @@ use clawplane_runtime::cell::Isolation;
 use clawplane_runtime::install;
 use clawplane_secrets::SecretString;
 use clawplane_server::ingress::IngressConfig;
+use clawplane_server::instances::supervision::SupervisionSettings;
 use clawplane_server::instances::{Capacity, InstanceSettings};
 use clawplane_server::provision::local::{LocalProvisioner, LocalSettings, DEFAULT_CELL_UID_BASE};
 use clawplane_server::provision::static_env::{StaticProvisioner, StaticSettings};
@@ -106,6 +107,34 @@ pub struct ServeArgs {
     #[arg(long, env = "CLAWPLANE_CAPACITY_RESERVE", default_value = "2GiB")]
     pub capacity_reserve: String,
 
+    /// Seconds a connection may take to send a whole request head (and, on
+    /// a kept-alive connection, the longest wait for the next one).
+    #[arg(long, env = "CLAWPLANE_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds a connection with no request in flight stays open.
+    #[arg(long, env = "CLAWPLANE_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+
+    /// Seconds a request's body may take to arrive (responses are not
+    /// timed: they stream).
+    #[arg(long, env = "CLAWPLANE_BODY_TIMEOUT_SECS", default_value_t = 60)]
+    pub body_timeout_secs: u64,
+
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, env = "CLAWPLANE_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Seconds between two checks of each runtime that should run (spread
+    /// over the interval); a dead one is restarted.
+    #[arg(long, env = "CLAWPLANE_SUPERVISE_INTERVAL_SECS", default_value_t = 5)]
+    pub supervise_interval_secs: u64,
+
+    /// Restarts of a dying runtime allowed within ten minutes; one more
+    /// leaves its instance in `error`.
+    #[arg(long, env = "CLAWPLANE_RUNTIME_RESTARTS", default_value_t = 5)]
+    pub runtime_restarts: usize,
+
     /// The first uid given to a cell (each instance gets the lowest free one).
     #[arg(long, env = "CLAWPLANE_CELL_UID_BASE", default_value_t = DEFAULT_CELL_UID_BASE)]
     pub cell_uid_base: u32,
@@ -146,7 +175,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .or_else(|| secret_env("OPENAGENTS_SERVICE_TOKEN")),
             provision_timeout: Duration::from_secs(args.provision_timeout_secs.max(10)),
             capacity: capacity(&args)?,
+            supervision: SupervisionSettings {
+                interval: Duration::from_secs(args.supervise_interval_secs.max(1)),
+                restarts_allowed: args.runtime_restarts,
+                ..Default::default()
+            },
             ..Default::default()
+        },
+        listener: clawplane_http::ListenerLimits {
+            header_read_timeout: Duration::from_secs(args.header_read_timeout_secs.max(1)),
+            idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
+            request_body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
+            max_connections: args.max_connections.max(1),
         },
         console_user: args.console_user.clone(),
         ingress: IngressConfig {

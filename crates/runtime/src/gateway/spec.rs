@@ -62,7 +62,10 @@ impl GatewaySpec {
         self.root.join("gateway.pid")
     }
 
-    /// `node openclaw.mjs <args>` with the gateway's environment.
+    /// `node openclaw.mjs <args>` with the gateway's environment. In a cell
+    /// the cell's chain ties it to this agent; without one, `setpriv
+    /// --pdeathsig KILL` (when the host has it) does, so a gateway never
+    /// outlives an agent killed hard.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut inner: Vec<OsString> = vec![
             self.installation.node.clone().into(),
@@ -71,7 +74,13 @@ impl GatewaySpec {
         inner.extend(args.iter().map(OsString::from));
         let argv = match &self.cell {
             Some(cell) => cell.wrap(&inner),
-            None => inner,
+            None => match setpriv() {
+                Some(setpriv) => [setpriv, "--pdeathsig".into(), "KILL".into(), "--".into()]
+                    .into_iter()
+                    .chain(inner)
+                    .collect(),
+                None => inner,
+            },
         };
         let mut command = Command::new(&argv[0]);
         command.args(&argv[1..]).env_clear();
@@ -102,4 +111,12 @@ impl GatewaySpec {
         }
         command
     }
+}
+
+/// `setpriv` from util-linux, where Debian and most distributions put it.
+fn setpriv() -> Option<OsString> {
+    ["/usr/bin/setpriv", "/bin/setpriv", "/usr/local/bin/setpriv"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .map(OsString::from)
 }

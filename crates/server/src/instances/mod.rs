@@ -6,6 +6,8 @@
 //! - [`provisioning`]: the reconciler that drives `provisioning` to `ready`
 //!   or `error`, and finds runtimes again after a restart;
 //! - [`provider_keys`]: the user's model provider keys;
+//! - [`supervision`]: runtimes that die while `serve` runs are noticed and
+//!   started again, or their instance ends in `error`;
 //! - [`fleet`]: the billing job's view of the instances (model spend, stops).
 
 pub mod cells;
@@ -13,10 +15,11 @@ pub mod control;
 pub mod fleet;
 pub mod provider_keys;
 pub mod provisioning;
+pub mod supervision;
 
 pub use provider_keys::validate_provider_keys;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,8 +34,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::provision::{Provisioner, RuntimeSecrets};
+use crate::provision::{Provisioner, RuntimeHealth, RuntimeSecrets};
 use crate::runtime_client::{GatewayAction, RuntimeClient, RuntimeTarget};
+use supervision::{SupervisionSettings, Watch};
 
 /// Settings of the instance service.
 #[derive(Debug, Clone)]
@@ -46,6 +50,8 @@ pub struct InstanceSettings {
     pub reconcile_interval: Duration,
     /// The host's budget for running instances (`None`: unbounded).
     pub capacity: Option<Capacity>,
+    /// How runtimes that die are noticed and restarted.
+    pub supervision: SupervisionSettings,
 }
 
 /// How many instances this host runs at once: a memory budget (by default
@@ -73,6 +79,7 @@ impl Default for InstanceSettings {
             provision_timeout: Duration::from_secs(300),
             reconcile_interval: Duration::from_secs(30),
             capacity: None,
+            supervision: SupervisionSettings::default(),
         }
     }
 }
@@ -97,6 +104,12 @@ struct Inner {
     metrics: Metrics,
     /// Instances whose provisioning task runs in this process.
     in_flight: Mutex<HashSet<InstanceId>>,
+    /// What the supervisor remembers of each runtime.
+    watches: Mutex<HashMap<InstanceId, Watch>>,
+    /// Runtime exits the provisioner reports, lent to the supervisor.
+    exits: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<InstanceId>>>,
+    /// One change of an instance's runtime at a time (delete, restore).
+    leases: Mutex<HashMap<InstanceId, Arc<tokio::sync::Mutex<()>>>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -111,6 +124,7 @@ impl Instances {
         settings: InstanceSettings,
         metrics: Metrics,
     ) -> Self {
+        let exits = provisioner.take_exits();
         Instances {
             inner: Arc::new(Inner {
                 store,
@@ -121,6 +135,9 @@ impl Instances {
                 settings,
                 metrics,
                 in_flight: Mutex::new(HashSet::new()),
+                watches: Mutex::new(HashMap::new()),
+                leases: Mutex::new(HashMap::new()),
+                exits: Mutex::new(exits),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
             }),
@@ -296,10 +313,41 @@ impl Instances {
         Ok(token)
     }
 
-    /// Deletes the user's instance: a protective backup (refused, changing
-    /// nothing, if a running runtime cannot take it), the runtime stopped and
-    /// removed, its secrets erased, the instance `deleted`. Backups are kept.
+    /// The instance's lease: held by whatever changes its runtime (a
+    /// delete, a restore by the supervisor), so they never interleave.
+    pub(crate) async fn lease(&self, id: InstanceId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .inner
+            .leases
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(id)
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
+    /// Deletes the user's instance: a protective backup, the runtime stopped
+    /// and removed, its secrets erased, the instance `deleted`. Backups are
+    /// kept. When a running runtime cannot take the backup, nothing is
+    /// deleted; when the runtime is dead, the delete goes on without one
+    /// and the answer names the newest backup kept (see [`Self::delete_with`]).
     pub async fn delete(&self, user: &UserId) -> Result<(Instance, Value), ApiError> {
+        self.delete_with(user, false).await
+    }
+
+    /// [`Self::delete`]; with `fresh_backup_required`, a runtime that is dead
+    /// refuses the delete too (409 `backup_failed`), as a live one that
+    /// cannot back up does. The second value is the runtime's backup, or
+    /// `{fresh: false, kept, note}` when none could be taken.
+    pub async fn delete_with(
+        &self,
+        user: &UserId,
+        fresh_backup_required: bool,
+    ) -> Result<(Instance, Value), ApiError> {
+        let instance = self.live(user).await?;
+        let _lease = self.lease(instance.id).await;
+        // Re-read under the lease: a restore may have changed it meanwhile.
         let instance = self.live(user).await?;
         let mut backup = Value::Null;
         if matches!(
@@ -309,19 +357,35 @@ impl Instances {
             let target = self.target_of(&instance).await?;
             match self.inner.client.backup(&target).await {
                 Ok(b) => backup = b,
-                Err(e) if instance.status == InstanceStatus::Ready => {
-                    let e = ApiError::from(e);
-                    return Err(ApiError::new(
-                        e.status,
-                        "backup_failed",
-                        format!(
-                            "the protective backup failed, so nothing was deleted: {}",
-                            e.message
-                        ),
-                    ));
-                }
                 Err(e) => {
-                    tracing::warn!(instance = %instance.id, error = %e, "no protective backup of a stopped instance")
+                    let dead = matches!(
+                        self.inner.provisioner.health(&instance).await,
+                        RuntimeHealth::Dead(_)
+                    );
+                    let refuse = if dead {
+                        fresh_backup_required
+                    } else {
+                        instance.status == InstanceStatus::Ready
+                    };
+                    if refuse {
+                        let e = ApiError::from(e);
+                        let why = if dead {
+                            "its runtime is not running".to_owned()
+                        } else {
+                            e.message
+                        };
+                        return Err(ApiError::new(
+                            if dead {
+                                axum::http::StatusCode::CONFLICT
+                            } else {
+                                e.status
+                            },
+                            "backup_failed",
+                            format!("the protective backup failed, so nothing was deleted: {why}"),
+                        ));
+                    }
+                    tracing::warn!(instance = %instance.id, error = %e, dead, "deleting without a protective backup");
+                    backup = self.without_fresh_backup(&instance).await;
                 }
             }
         }
@@ -341,6 +405,20 @@ impl Instances {
             .await?;
         tracing::info!(instance = %instance.id, "instance deleted");
         Ok((deleted, backup))
+    }
+
+    /// What a delete answers when no protective backup could be taken: the
+    /// newest backup kept, named.
+    async fn without_fresh_backup(&self, instance: &Instance) -> Value {
+        let kept = self.inner.provisioner.last_backup(instance).await;
+        let note = match &kept {
+            Some(k) => format!(
+                "Its runtime was not running, so no fresh backup was taken; the newest backup, {} ({}, {}), is kept.",
+                k.id, k.trigger, k.created_at
+            ),
+            None => "Its runtime was not running, so no fresh backup was taken, and it had no earlier backup.".to_owned(),
+        };
+        serde_json::json!({ "fresh": false, "kept": kept, "note": note })
     }
 
     /// Starts, stops or restarts the user's gateway; stop and start move the
@@ -369,7 +447,22 @@ impl Instances {
                     .status
                     .check_transition(InstanceStatus::Stopped)
                     .map_err(StoreError::from)?;
-                let out = self.inner.client.gateway(&target, action).await?;
+                let out = match self.inner.client.gateway(&target, action).await {
+                    Ok(out) => out,
+                    // Nothing runs, so the stop is done: the instance is
+                    // `stopped`, and the supervisor brings the runtime back
+                    // with its gateway stopped.
+                    Err(e)
+                        if matches!(
+                            self.inner.provisioner.health(&instance).await,
+                            RuntimeHealth::Dead(_)
+                        ) =>
+                    {
+                        tracing::warn!(instance = %instance.id, error = %e, "stopping an instance whose runtime is dead");
+                        serde_json::json!({ "stopped": true, "note": "Its runtime was not running; nothing is running now." })
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 store
                     .set_instance_status(
                         instance.id,
@@ -388,11 +481,12 @@ impl Instances {
         }
     }
 
-    /// Stops background work at a safe point and waits for it (bounded).
-    pub async fn shutdown(&self, grace: Duration) {
+    /// Stops background work at a safe point and waits for it until
+    /// `deadline`.
+    pub async fn shutdown_until(&self, deadline: tokio::time::Instant) {
         self.inner.shutdown.cancel();
         self.inner.tasks.close();
-        if tokio::time::timeout(grace, self.inner.tasks.wait())
+        if tokio::time::timeout_at(deadline, self.inner.tasks.wait())
             .await
             .is_err()
         {

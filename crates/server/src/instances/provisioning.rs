@@ -75,13 +75,21 @@ impl Instances {
             Ok(_) => {
                 tracing::warn!(instance = %id, reason = reason.unwrap_or(""), "provisioning failed")
             }
-            Err(e) => {
+            Err(e) => match store.instance(id).await {
                 // Deleted while provisioning: take away what was started.
-                tracing::info!(instance = %id, error = %e, "instance changed during provisioning; removing its runtime");
-                if let Err(e) = self.inner.provisioner.remove(&instance).await {
-                    tracing::warn!(instance = %id, error = %e, "cannot remove the runtime");
+                Ok(now) if now.status == InstanceStatus::Deleted => {
+                    tracing::info!(instance = %id, "instance deleted during provisioning; removing its runtime");
+                    if let Err(e) = self.inner.provisioner.remove(&instance).await {
+                        tracing::warn!(instance = %id, error = %e, "cannot remove the runtime");
+                    }
                 }
-            }
+                // Anything else (the database unreachable, say) is no sign the
+                // instance is gone: its runtime stays, and the reconciler
+                // drives the instance again once the store answers.
+                _ => {
+                    tracing::warn!(instance = %id, error = %e, "cannot record the provisioning outcome; the runtime is left running and provisioning resumes later")
+                }
+            },
         }
     }
 
@@ -105,15 +113,17 @@ impl Instances {
             .await
             .map_err(|e| e.to_string())?;
         let target = self.target_of(&updated).await.map_err(|e| e.message)?;
-        self.wait_gateway_running(instance.id, &target).await
+        self.wait_gateway_running(instance.id, InstanceStatus::Provisioning, &target)
+            .await
     }
 
     /// Polls `/v1/status` until the gateway is `running`; a refused service
-    /// token, a gateway that keeps crashing or an instance deleted meanwhile
-    /// ends the wait with the reason.
-    async fn wait_gateway_running(
+    /// token, a gateway that keeps crashing or an instance that left
+    /// `expected` meanwhile (deleted, say) ends the wait with the reason.
+    pub(super) async fn wait_gateway_running(
         &self,
         id: InstanceId,
+        expected: InstanceStatus,
         target: &RuntimeTarget,
     ) -> Result<(), String> {
         let mut round = 0u64;
@@ -121,10 +131,10 @@ impl Instances {
             round += 1;
             if round % 20 == 0 {
                 match self.inner.store.instance(id).await {
-                    Ok(i) if i.status == InstanceStatus::Provisioning => {}
+                    Ok(i) if i.status == expected => {}
                     Ok(i) => {
                         return Err(format!(
-                            "the instance became {} while provisioning",
+                            "the instance became {} while its runtime was starting",
                             i.status
                         ))
                     }
@@ -249,5 +259,101 @@ impl Instances {
                     .await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use clawplane_billing::{BillingConfig, Ledger};
+    use clawplane_domain::{InstanceFields, UserId};
+    use clawplane_secrets::{EncryptionKey, KeyRing};
+    use clawplane_store::{Backend, NewInstance, Store, Vault};
+    use clawplane_testkit::TestDb;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::provision::{ProvisionError, Provisioner, RuntimeSecrets};
+
+    /// A provisioner whose database goes away while it starts the runtime
+    /// (the fault: an outage between the start and the status write), and
+    /// which counts removals.
+    struct DatabaseFailsDuringStart {
+        store: Store,
+        removed: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Provisioner for DatabaseFailsDuringStart {
+        fn name(&self) -> &'static str {
+            "local"
+        }
+        async fn provision(
+            &self,
+            _: &Instance,
+            _: &RuntimeSecrets,
+        ) -> Result<InstanceFields, ProvisionError> {
+            self.store.close().await;
+            Ok(InstanceFields {
+                runtime_url: Some("http://127.0.0.1:9".into()),
+                ..Default::default()
+            })
+        }
+        async fn ensure_running(
+            &self,
+            i: &Instance,
+            s: &RuntimeSecrets,
+        ) -> Result<InstanceFields, ProvisionError> {
+            self.provision(i, s).await
+        }
+        async fn restart(
+            &self,
+            i: &Instance,
+            s: &RuntimeSecrets,
+        ) -> Result<InstanceFields, ProvisionError> {
+            self.provision(i, s).await
+        }
+        async fn remove(&self, _: &Instance) -> Result<(), ProvisionError> {
+            self.removed.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_database_error_during_provisioning_leaves_the_runtime_alone() {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let store = db.store.clone();
+        let provisioner = Arc::new(DatabaseFailsDuringStart {
+            store: store.clone(),
+            removed: AtomicUsize::new(0),
+        });
+        let vault = Vault::new(
+            store.clone(),
+            KeyRing::new(EncryptionKey::from_bytes([7; 32])),
+        );
+        let instances = Instances::new(
+            store.clone(),
+            vault,
+            Ledger::new(store.clone(), BillingConfig::default()),
+            provisioner.clone(),
+            Default::default(),
+            Metrics::new(),
+        );
+        let instance = store
+            .create_instance(NewInstance {
+                user_id: UserId::parse("user-db-outage").unwrap(),
+                fields: InstanceFields::default(),
+            })
+            .await
+            .unwrap();
+        instances.provision(instance.id).await;
+        assert_eq!(
+            provisioner.removed.load(Ordering::SeqCst),
+            0,
+            "an outage is not a delete: the runtime must be kept"
+        );
     }
 }

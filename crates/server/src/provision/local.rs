@@ -10,23 +10,32 @@
 //! second time. Runtimes run in their own process group: stopping the
 //! control plane leaves them (and the users' gateways) running.
 //!
+//! The provisioner keeps the child it started and reports, on the channel
+//! [`Provisioner::take_exits`] hands to the supervisor, every runtime that
+//! exits without being asked to; a runtime found again after a restart of
+//! the control plane is not its child, so the supervisor's periodic check
+//! finds that one's death instead. A runtime that does not come up is never
+//! left behind: a start that fails stops what it started.
+//!
 //! With cells, each instance also gets a uid of its own for its cell, the
 //! lowest free one from the operator's base, recorded in `runtime.json`
 //! (so it survives restarts; a deleted instance's uid is free again, since
 //! nothing of its cell outlives it).
 
+use std::collections::HashSet;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use clawplane_domain::{Instance, InstanceFields, InstanceId, RuntimeName};
 use clawplane_secrets::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, Mutex, MutexGuard};
 
-use super::{ProvisionError, Provisioner, RuntimeSecrets};
+use super::{KeptBackup, ProvisionError, Provisioner, RuntimeHealth, RuntimeSecrets};
 
 /// What is recorded about a runtime process.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -72,6 +81,10 @@ pub struct LocalProvisioner {
     http: reqwest::Client,
     /// One provisioning step at a time, so a runtime is never started twice.
     lock: Mutex<()>,
+    /// Pids of runtimes this provisioner is stopping: their exit is expected.
+    stopping: Arc<std::sync::Mutex<HashSet<u32>>>,
+    exits: mpsc::UnboundedSender<InstanceId>,
+    exits_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<InstanceId>>>,
 }
 
 impl LocalProvisioner {
@@ -79,13 +92,18 @@ impl LocalProvisioner {
     pub fn new(settings: LocalSettings) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(5))
             .no_proxy()
             .build()
             .unwrap_or_default();
+        let (exits, exits_rx) = mpsc::unbounded_channel();
         LocalProvisioner {
             settings,
             http,
             lock: Mutex::new(()),
+            stopping: Arc::default(),
+            exits,
+            exits_rx: std::sync::Mutex::new(Some(exits_rx)),
         }
     }
 
@@ -123,12 +141,16 @@ impl LocalProvisioner {
         matches!(self.http.get(url).send().await, Ok(r) if r.status().is_success())
     }
 
+    /// Finds the runtime again or starts it, under the provisioning lock
+    /// (`_held` proves the caller holds it). A runtime whose process runs
+    /// but does not answer is stopped first; a start that fails stops what
+    /// it started.
     async fn attach_or_start(
         &self,
+        _held: &MutexGuard<'_, ()>,
         instance: &Instance,
         secrets: &RuntimeSecrets,
     ) -> Result<InstanceFields, ProvisionError> {
-        let _guard = self.lock.lock().await;
         let dir = self.instance_dir(instance.id);
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -140,6 +162,10 @@ impl LocalProvisioner {
             if self.answers(record, instance.id).await {
                 tracing::info!(instance = %instance.id, pid = record.pid, "runtime found again");
                 return Ok(self.fields(instance.id, record));
+            }
+            if process_matches(record.pid, instance.id) {
+                tracing::warn!(instance = %instance.id, pid = record.pid, "the runtime runs but does not answer; stopping it before starting another");
+                self.stop_process(instance.id).await;
             }
         }
         let listen_port = previous
@@ -183,11 +209,19 @@ impl LocalProvisioner {
         write_record(&dir, &record)?;
         let deadline = Instant::now() + self.settings.start_timeout;
         while !self.answers(&record, instance.id).await {
+            let log = dir.join("logs/runtime.log");
+            if !process_matches(pid, instance.id) {
+                return Err(ProvisionError(format!(
+                    "the runtime exited at start: {}",
+                    last_line(&log).unwrap_or_else(|| format!("see {}", log.display()))
+                )));
+            }
             if Instant::now() > deadline {
+                self.stop_process(instance.id).await;
                 return Err(ProvisionError(format!(
                     "the runtime did not answer within {} s; see {}",
                     self.settings.start_timeout.as_secs(),
-                    dir.join("logs/runtime.log").display()
+                    log.display()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -282,12 +316,23 @@ impl LocalProvisioner {
         if let Some(keys) = &secrets.provider_keys {
             command.env("OPENCLAW_PROVIDER_KEYS", keys.expose_secret());
         }
-        let child = command
+        let mut child = command
             .spawn()
             .map_err(|e| ProvisionError(format!("cannot start `clawplane runtime`: {e}")))?;
-        child
+        let pid = child
             .id()
-            .ok_or_else(|| ProvisionError("the runtime exited at once".into()))
+            .ok_or_else(|| ProvisionError("the runtime exited at once".into()))?;
+        // Reaps the child and reports an exit nobody asked for.
+        let (stopping, exits) = (self.stopping.clone(), self.exits.clone());
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let expected = stopping.lock().map(|s| s.contains(&pid)).unwrap_or(false);
+            if !expected {
+                tracing::warn!(instance = %id, pid, status = ?status.ok(), "the runtime exited unexpectedly");
+                let _ = exits.send(id);
+            }
+        });
+        Ok(pid)
     }
 }
 
@@ -302,7 +347,8 @@ impl Provisioner for LocalProvisioner {
         instance: &Instance,
         secrets: &RuntimeSecrets,
     ) -> Result<InstanceFields, ProvisionError> {
-        self.attach_or_start(instance, secrets).await
+        let held = self.lock.lock().await;
+        self.attach_or_start(&held, instance, secrets).await
     }
 
     async fn ensure_running(
@@ -310,7 +356,8 @@ impl Provisioner for LocalProvisioner {
         instance: &Instance,
         secrets: &RuntimeSecrets,
     ) -> Result<InstanceFields, ProvisionError> {
-        self.attach_or_start(instance, secrets).await
+        let held = self.lock.lock().await;
+        self.attach_or_start(&held, instance, secrets).await
     }
 
     async fn restart(
@@ -318,11 +365,9 @@ impl Provisioner for LocalProvisioner {
         instance: &Instance,
         secrets: &RuntimeSecrets,
     ) -> Result<InstanceFields, ProvisionError> {
-        {
-            let _guard = self.lock.lock().await;
-            self.stop_process(instance.id).await;
-        }
-        self.attach_or_start(instance, secrets).await
+        let held = self.lock.lock().await;
+        self.stop_process(instance.id).await;
+        self.attach_or_start(&held, instance, secrets).await
     }
 
     async fn remove(&self, instance: &Instance) -> Result<(), ProvisionError> {
@@ -334,6 +379,45 @@ impl Provisioner for LocalProvisioner {
                 .map_err(|e| ProvisionError(format!("cannot remove {}: {e}", dir.display())))?;
         }
         Ok(())
+    }
+
+    async fn health(&self, instance: &Instance) -> RuntimeHealth {
+        // A start, restart or removal under way: its outcome is not known yet.
+        let Ok(_held) = self.lock.try_lock() else {
+            return RuntimeHealth::Busy;
+        };
+        let Some(record) = read_record(&self.instance_dir(instance.id)) else {
+            return RuntimeHealth::Dead("no runtime is recorded for it".into());
+        };
+        if !process_matches(record.pid, instance.id) {
+            return RuntimeHealth::Dead(format!("its process ({}) is gone", record.pid));
+        }
+        if self.answers(&record, instance.id).await {
+            RuntimeHealth::Alive
+        } else {
+            RuntimeHealth::Unresponsive("it runs but did not answer /healthz within 2 s".into())
+        }
+    }
+
+    fn take_exits(&self) -> Option<mpsc::UnboundedReceiver<InstanceId>> {
+        self.exits_rx.lock().ok()?.take()
+    }
+
+    async fn last_backup(&self, instance: &Instance) -> Option<KeptBackup> {
+        let url = format!(
+            "file://{}",
+            self.settings.data_dir.join("backups").display()
+        );
+        let target = clawplane_backup::BackupTarget::parse(&url, &Default::default()).ok()?;
+        let store = clawplane_backup::BackupStore::open(&target, &instance.id.to_string())
+            .await
+            .ok()?;
+        let latest = store.latest().await.ok()??;
+        Some(KeptBackup {
+            id: latest.id,
+            created_at: latest.created_at.to_rfc3339(),
+            trigger: latest.trigger,
+        })
     }
 }
 
@@ -347,6 +431,9 @@ impl LocalProvisioner {
         if !process_matches(record.pid, id) {
             return;
         }
+        if let Ok(mut stopping) = self.stopping.lock() {
+            stopping.insert(record.pid);
+        }
         let pid = nix::unistd::Pid::from_raw(record.pid as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + self.settings.stop_timeout;
@@ -357,6 +444,15 @@ impl LocalProvisioner {
             tracing::warn!(instance = %id, "runtime did not stop in time; killing it");
             let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
         }
+        // Its exit has been seen by now (or it was not this process's
+        // child); the pid may later belong to another runtime.
+        let (stopping, done) = (self.stopping.clone(), record.pid);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            if let Ok(mut s) = stopping.lock() {
+                s.remove(&done);
+            }
+        });
     }
 }
 
@@ -384,6 +480,19 @@ fn process_matches(pid: u32, id: InstanceId) -> bool {
         .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
         .unwrap_or(true);
     !zombie && text.contains("runtime") && text.contains(&id.to_string())
+}
+
+/// The last line of a log, for a reason (bounded: only the file's tail is read).
+fn last_line(path: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    let text = String::from_utf8_lossy(&tail);
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    Some(line.chars().filter(|c| !c.is_control()).take(300).collect())
 }
 
 fn port_free(port: u16) -> bool {

@@ -10,8 +10,10 @@ pub mod local;
 pub mod static_env;
 
 use async_trait::async_trait;
-use clawplane_domain::{Instance, InstanceFields};
+use clawplane_domain::{Instance, InstanceFields, InstanceId};
 use clawplane_secrets::SecretString;
+use serde::Serialize;
+use tokio::sync::mpsc;
 
 /// What a runtime needs to be given (never logged, never returned).
 #[derive(Clone)]
@@ -34,6 +36,33 @@ impl std::fmt::Debug for RuntimeSecrets {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct ProvisionError(pub String);
+
+/// What a provisioner can tell of a runtime without asking it to do anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeHealth {
+    /// Its process runs and answers `/healthz`.
+    Alive,
+    /// Its process runs but did not answer `/healthz` (busy, or hung).
+    Unresponsive(String),
+    /// Nothing runs for it: the reason says what was found.
+    Dead(String),
+    /// A provisioning step of this provisioner is under way: ask again later.
+    Busy,
+    /// This provisioner cannot tell (someone else runs the runtime).
+    Unknown,
+}
+
+/// The newest backup of an instance, as its backup store has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeptBackup {
+    /// The backup's id.
+    pub id: String,
+    /// When it was written (RFC 3339).
+    pub created_at: String,
+    /// Why it was taken (`scheduled`, `protective`, ...).
+    pub trigger: String,
+}
 
 /// The interface every provisioner implements.
 #[async_trait]
@@ -67,4 +96,24 @@ pub trait Provisioner: Send + Sync {
 
     /// Stops and removes the runtime (its backups are kept).
     async fn remove(&self, instance: &Instance) -> Result<(), ProvisionError>;
+
+    /// Whether the instance's runtime runs (cheap: its process, then its
+    /// `/healthz`). Provisioners that do not run runtimes cannot tell.
+    async fn health(&self, _instance: &Instance) -> RuntimeHealth {
+        RuntimeHealth::Unknown
+    }
+
+    /// The ids of instances whose runtime this provisioner started and which
+    /// exited without being asked to, as they exit (taken once, by the
+    /// supervisor; `None` when the provisioner cannot see exits).
+    fn take_exits(&self) -> Option<mpsc::UnboundedReceiver<InstanceId>> {
+        None
+    }
+
+    /// The newest backup of the instance, read from its backup store
+    /// without the runtime (which may be dead); `None` when there is none
+    /// or the provisioner cannot read it.
+    async fn last_backup(&self, _instance: &Instance) -> Option<KeptBackup> {
+        None
+    }
 }

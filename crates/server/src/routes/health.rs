@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process is up) and `GET /readyz` (the database answers).
+//! `GET /healthz` (the process is up) and `GET /readyz` (the database
+//! answers and every background task runs).
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -11,16 +12,31 @@ pub async fn get_healthz() -> Response {
     ok(serde_json::json!({ "status": "live" }))
 }
 
-/// 200 when the database answers, 503 otherwise.
+/// 200 when the database answers and every background task runs; 503
+/// otherwise, naming the tasks that are down (each is being started again).
 pub async fn get_readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
     state
         .store
         .ping()
         .await
         .map_err(|e| ApiError::unavailable(&e))?;
+    let tasks = state.tasks.snapshot();
+    let down = state.tasks.down();
+    if !down.is_empty() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "task_down",
+            format!(
+                "background work is down and being started again: {}",
+                down.join(", ")
+            ),
+        )
+        .with_details(serde_json::json!({ "tasks": tasks })));
+    }
     Ok(ok(serde_json::json!({
         "status": "ready",
         "database": state.store.backend().as_str(),
+        "tasks": tasks,
     })))
 }
 

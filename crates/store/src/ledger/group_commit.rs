@@ -18,11 +18,17 @@
 //! entry is stored. `BEGIN IMMEDIATE` takes SQLite's write lock before the
 //! reads, so no other process can change what was read before the commit.
 //! A database error aborts the batch; its entries are then retried one per
-//! transaction, so one bad entry cannot fail the others.
+//! transaction, so one bad entry cannot fail the others. A panic while
+//! applying a batch (a bug) is caught: that batch's callers get
+//! [`StoreError::Corrupt`] saying so, nothing of it is committed (the
+//! transaction is dropped), and the writer goes on with the next batch, so
+//! the ledger never silently stops taking writes.
 
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 
 use clawplane_domain::LedgerEntry;
+use futures::FutureExt;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -76,23 +82,47 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let entries: Vec<&NewEntry> = jobs.iter().map(|j| &j.entry).collect();
-        let results = match apply_batch(&pool, &entries).await {
+        let results = match AssertUnwindSafe(apply_with_retry(&pool, &entries))
+            .catch_unwind()
+            .await
+        {
             Ok(results) => results,
-            Err(batch_error) => {
-                tracing::warn!(error = %batch_error, entries = entries.len(), "ledger batch failed; retrying its entries one by one");
-                let mut results = Vec::with_capacity(entries.len());
-                for entry in &entries {
-                    results.push(match apply_batch(&pool, &[entry]).await {
-                        Ok(mut one) => one.pop().unwrap_or(Err(StoreError::Closed)),
-                        Err(e) => Err(e),
-                    });
-                }
-                results
+            Err(_) => {
+                tracing::error!(entries = entries.len(), "the ledger writer panicked on a batch; its entries were refused and the writer goes on");
+                entries
+                    .iter()
+                    .map(|_| {
+                        Err(StoreError::Corrupt(
+                            "the ledger writer failed on this entry; nothing was written".into(),
+                        ))
+                    })
+                    .collect()
             }
         };
         for (job, result) in jobs.into_iter().zip(results) {
             // The caller may have gone away; its entry is stored regardless.
             let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// The batch in one transaction or, if that fails, each entry in its own.
+async fn apply_with_retry(
+    pool: &AnyPool,
+    entries: &[&NewEntry],
+) -> Vec<Result<Appended, StoreError>> {
+    match apply_batch(pool, entries).await {
+        Ok(results) => results,
+        Err(batch_error) => {
+            tracing::warn!(error = %batch_error, entries = entries.len(), "ledger batch failed; retrying its entries one by one");
+            let mut results = Vec::with_capacity(entries.len());
+            for entry in entries {
+                results.push(match apply_batch(pool, &[entry]).await {
+                    Ok(mut one) => one.pop().unwrap_or(Err(StoreError::Closed)),
+                    Err(e) => Err(e),
+                });
+            }
+            results
         }
     }
 }
