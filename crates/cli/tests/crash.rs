@@ -97,14 +97,22 @@ async fn burn_stream_survives_kill_9(backend: Backend) {
             .unwrap(),
         Some(u) => Store::connect(u, &Default::default()).await.unwrap(),
     };
+    let user = clawplane_domain::UserId::parse("crash").unwrap();
     for key in &acked {
-        let entry = store.entry_by_idempotency_key(key).await.unwrap();
+        // Stored scoped to its user, as every client's key is.
+        let stored = clawplane_server::extract::scoped_idempotency_key(
+            &user,
+            &clawplane_domain::IdempotencyKey::parse(key).unwrap(),
+        );
+        let entry = store
+            .entry_by_idempotency_key(stored.as_str())
+            .await
+            .unwrap();
         assert!(
             entry.is_some(),
             "acknowledged burn {key} is missing after the crash"
         );
     }
-    let user = clawplane_domain::UserId::parse("crash").unwrap();
     let mut burns = HashSet::new();
     let mut before = None;
     loop {

@@ -8,7 +8,8 @@
 //!   exactly one runtime and one gateway exist for it;
 //! - an instance whose runtime is dead (and that no supervisor restores,
 //!   here because the serve that adopted it checks only hourly) is deleted
-//!   anyway, naming the backup it keeps, and nothing is left running;
+//!   anyway, naming the backup it keeps, and nothing is left running (a
+//!   delete that asks for a fresh backup is refused instead);
 //! - a runtime that dies at every start ends its instance in `error` with
 //!   the reason and is no longer restarted.
 
@@ -265,6 +266,14 @@ async fn delete_without_runtime_and_give_up(data: &Path, dir: &Path, backup_id: 
         assert!(Instant::now() < deadline, "the agent did not die");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Asked for a fresh backup, the delete is refused and changes nothing.
+    let (status, refused) = api
+        .call(Method::DELETE, "/api/openclaw/instance?backup=required")
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "backup_failed");
+    let (_, still) = api.call(Method::GET, "/api/openclaw/instance").await;
+    assert_eq!(still["data"]["status"], "ready", "{still}");
     let (status, deleted) = api.call(Method::DELETE, "/api/openclaw/instance").await;
     assert_eq!(status, 200, "deleted without its runtime: {deleted}");
     assert_eq!(deleted["data"]["instance"]["status"], "deleted");

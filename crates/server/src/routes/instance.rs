@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use clawplane_secrets::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{ok, ApiError};
-use crate::extract::{ApiUser, JsonBody};
+use crate::extract::{query_map, ApiUser, JsonBody};
 use crate::state::AppState;
 
 /// `GET /api/openclaw/instance`: the caller's instance (a deleted one when
@@ -36,15 +36,32 @@ pub async fn post_instance(
     Ok(ok(state.instances.create(&user).await?))
 }
 
-/// `DELETE /api/openclaw/instance`: a protective backup, the runtime stopped
-/// and removed, the instance `deleted`. Backups are kept.
+/// `DELETE /api/openclaw/instance[?backup=required]`: a protective backup,
+/// the runtime stopped and removed, the instance `deleted`. Backups are
+/// kept. A runtime that is dead cannot back up: the delete goes on and
+/// `backup` is `{fresh: false, kept, note}` naming the newest backup kept,
+/// unless `backup=required` asks for a fresh one (then 409 `backup_failed`).
 #[utoipa::path(delete, path = "/api/openclaw/instance", tag = "instance",
-    responses((status = 200, description = "The deleted instance and its protective backup"), (status = 404, description = "No live instance")))]
+    params(("backup" = Option<String>, Query, description = "`required`: refuse unless a fresh protective backup is taken")),
+    responses((status = 200, description = "The deleted instance and its protective backup"), (status = 404, description = "No live instance"), (status = 409, description = "The protective backup failed; nothing was deleted")))]
 pub async fn delete_instance(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (instance, backup) = state.instances.delete(&user).await?;
+    let required = match query_map(query.as_deref())?
+        .get("backup")
+        .map(String::as_str)
+    {
+        None => false,
+        Some("required") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "backup must be `required` (or left out)",
+            ))
+        }
+    };
+    let (instance, backup) = state.instances.delete_with(&user, required).await?;
     Ok(ok(json!({ "instance": instance, "backup": backup })))
 }
 
