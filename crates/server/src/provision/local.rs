@@ -210,7 +210,10 @@ impl LocalProvisioner {
         let deadline = Instant::now() + self.settings.start_timeout;
         while !self.answers(&record, instance.id).await {
             let log = dir.join("logs/runtime.log");
-            if !process_matches(pid, instance.id) {
+            // Our own fresh child, so its pid is not recycled yet; its
+            // command line may read empty for a moment while it execs, so
+            // only its being gone counts.
+            if !is_running(pid) {
                 return Err(ProvisionError(format!(
                     "the runtime exited at start: {}",
                     last_line(&log).unwrap_or_else(|| format!("see {}", log.display()))
@@ -475,11 +478,15 @@ fn process_matches(pid: u32, id: InstanceId) -> bool {
         return false;
     };
     let text = String::from_utf8_lossy(&cmdline);
-    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    is_running(pid) && text.contains("runtime") && text.contains(&id.to_string())
+}
+
+/// Whether a process `pid` exists and is not a zombie.
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
-        .unwrap_or(true);
-    !zombie && text.contains("runtime") && text.contains(&id.to_string())
+        .and_then(|s| s.rfind(')').map(|i| !s[i + 2..].starts_with('Z')))
+        .unwrap_or(false)
 }
 
 /// The last line of a log, for a reason (bounded: only the file's tail is read).
