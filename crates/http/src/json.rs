@@ -33,6 +33,10 @@ pub enum JsonError {
     /// An object names the same key twice (the key, shortened and without
     /// control characters: keys are names, never values).
     DuplicateKey(String),
+    /// An object names serde_json's private number key beside other keys:
+    /// read back, such a value would no longer parse (it is how exact
+    /// numbers travel inside serde_json), so it never gets in.
+    ReservedKey,
     /// JSON, but not of the expected shape. serde's message may quote the
     /// input, so a surface strips quoted parts before echoing it.
     Shape(serde_json::Error),
@@ -45,6 +49,10 @@ impl fmt::Display for JsonError {
             JsonError::DuplicateKey(key) => write!(
                 f,
                 "the JSON body names the key \"{key}\" more than once in one object: send each key once"
+            ),
+            JsonError::ReservedKey => write!(
+                f,
+                "the JSON body names the key \"{NUMBER_TOKEN}\", which is reserved: rename it"
             ),
             JsonError::Shape(e) => write!(f, "the JSON body does not have the expected shape: {e}"),
         }
@@ -74,12 +82,17 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, JsonError> {
 /// The first pass: walks the whole value, failing at the first repeated key.
 fn check_unique_keys(bytes: &[u8]) -> Result<(), JsonError> {
     let duplicate = RefCell::new(None);
+    let reserved = RefCell::new(false);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let walked = Unique {
         duplicate: &duplicate,
+        reserved: &reserved,
     }
     .deserialize(&mut de)
     .and_then(|()| de.end());
+    if reserved.into_inner() {
+        return Err(JsonError::ReservedKey);
+    }
     match (walked, duplicate.into_inner()) {
         (_, Some(key)) => Err(JsonError::DuplicateKey(key)),
         (Ok(()), None) => Ok(()),
@@ -91,7 +104,13 @@ fn check_unique_keys(bytes: &[u8]) -> Result<(), JsonError> {
 #[derive(Clone, Copy)]
 struct Unique<'a> {
     duplicate: &'a RefCell<Option<String>>,
+    reserved: &'a RefCell<bool>,
 }
+
+/// The key serde_json's `arbitrary_precision` carries an exact number
+/// under: a number arrives here as a one-entry map with this key, so the
+/// key alone is a number; beside other keys it is refused.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 impl<'de> DeserializeSeed<'de> for Unique<'_> {
     type Value = ();
@@ -142,6 +161,10 @@ impl<'de> Visitor<'de> for Unique<'_> {
         // With serde_json's `arbitrary_precision`, a number arrives as a
         // one-entry map: it has no second key, so it passes unchanged.
         while let Some(key) = map.next_key::<String>()? {
+            if (key == NUMBER_TOKEN && !seen.is_empty()) || seen.contains(NUMBER_TOKEN) {
+                *self.reserved.borrow_mut() = true;
+                return Err(serde::de::Error::custom("reserved key"));
+            }
             if seen.contains(&key) {
                 *self.duplicate.borrow_mut() = Some(echo(&key));
                 return Err(serde::de::Error::custom("duplicate key"));
@@ -168,6 +191,25 @@ fn echo(key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn serde_jsons_number_key_beside_others_is_refused_alone_it_is_a_number() {
+        for body in [
+            r#"{"z":1,"$serde_json::private::Number":"5"}"#,
+            r#"{"$serde_json::private::Number":"5","z":1}"#,
+            r#"{"meta":{"a":[{"b":2,"\u0024serde_json::private::Number":"1"}]}}"#,
+        ] {
+            let refused = super::from_str::<serde_json::Value>(body);
+            assert!(
+                matches!(refused, Err(super::JsonError::ReservedKey)),
+                "{body}: {refused:?}"
+            );
+        }
+        let n: serde_json::Value =
+            super::from_str(r#"{"$serde_json::private::Number":"5"}"#).unwrap();
+        assert_eq!(n, serde_json::json!(5));
+        assert!(super::from_str::<serde_json::Value>(r#"{"n":12.50}"#).is_ok());
+    }
+
     use std::collections::BTreeMap;
 
     use serde::Deserialize;
