@@ -133,16 +133,21 @@ pub async fn run(args: CellsBenchArgs) -> anyhow::Result<ExitCode> {
 
 /// Resident memory of the runtime's descendants, and of the runtime itself.
 fn memory(instance_dir: &std::path::Path) -> (u64, u64) {
-    let pid = std::fs::read_to_string(instance_dir.join("runtime.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["pid"].as_u64())
-        .and_then(|p| u32::try_from(p).ok());
-    let Some(pid) = pid else {
+    let Some(pid) = runtime_pid(instance_dir) else {
         return (0, 0);
     };
     let gateway = process::descendants(pid).into_iter().map(rss).sum();
     (gateway, rss(pid))
+}
+
+/// The runtime agent's pid, from the `runtime.json` the local provisioner
+/// keeps in the instance's directory.
+pub(super) fn runtime_pid(instance_dir: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(instance_dir.join("runtime.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["pid"].as_u64())
+        .and_then(|p| u32::try_from(p).ok())
 }
 
 /// VmRSS of a process, bytes.

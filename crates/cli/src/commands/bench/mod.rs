@@ -4,6 +4,7 @@
 
 mod cells;
 mod console;
+mod healing;
 mod ingress;
 mod ledger;
 mod local_server;
@@ -24,6 +25,9 @@ pub enum BenchCommand {
     /// The web console: server-side render time of each page against
     /// `GET /healthz`, with a ready instance.
     Console(console::ConsoleBenchArgs),
+    /// Supervision of runtimes: a runtime's death to running again against
+    /// a cold create, and the supervision loop's cost with many instances.
+    Healing(healing::HealingBenchArgs),
     /// The gateway ingress against direct loopback to the gateway: HTTP and
     /// WebSocket round trips, and WebSockets held with memory per connection.
     Ingress(ingress::IngressBenchArgs),
@@ -41,6 +45,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Cells(args) => cells::run(args).await,
         BenchCommand::Console(args) => console::run(args).await,
+        BenchCommand::Healing(args) => healing::run(args).await,
         BenchCommand::Ingress(args) => ingress::run(args).await,
         BenchCommand::Ledger(args) => ledger::run(args).await,
         BenchCommand::Runtime(args) => runtime::run(args).await,
