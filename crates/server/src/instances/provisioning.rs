@@ -225,27 +225,29 @@ impl Instances {
         }
     }
 
+    /// Finds the instance's runtime again or starts it (never a second
+    /// one) and records its fields; the error is a status reason.
+    pub(super) async fn ensure_runtime(&self, instance: &Instance) -> Result<Instance, String> {
+        let secrets = self
+            .runtime_secrets(instance)
+            .await
+            .map_err(|e| e.message)?;
+        let fields = self
+            .inner
+            .provisioner
+            .ensure_running(instance, &secrets)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.inner
+            .store
+            .update_instance_fields(instance.id, &fields)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     async fn reattach(&self, instance: Instance) {
         let id = instance.id;
-        let result = async {
-            let secrets = self
-                .runtime_secrets(&instance)
-                .await
-                .map_err(|e| e.message)?;
-            let fields = self
-                .inner
-                .provisioner
-                .ensure_running(&instance, &secrets)
-                .await
-                .map_err(|e| e.to_string())?;
-            self.inner
-                .store
-                .update_instance_fields(id, &fields)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        .await;
-        match result {
+        match self.ensure_runtime(&instance).await {
             Ok(updated) if instance.status == InstanceStatus::Stopped => {
                 self.keep_stopped(&updated).await;
             }

@@ -337,21 +337,7 @@ impl Instances {
             if instance.status != status {
                 return Ok(Restore::Gone);
             }
-            let secrets = self
-                .runtime_secrets(&instance)
-                .await
-                .map_err(|e| e.message)?;
-            let fields = self
-                .inner
-                .provisioner
-                .ensure_running(&instance, &secrets)
-                .await
-                .map_err(|e| e.to_string())?;
-            self.inner
-                .store
-                .update_instance_fields(id, &fields)
-                .await
-                .map_err(|e| e.to_string())?
+            self.ensure_runtime(&instance).await?
         };
         if status == InstanceStatus::Stopped {
             self.keep_stopped(&updated).await;
