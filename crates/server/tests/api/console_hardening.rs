@@ -211,19 +211,8 @@ async fn a_gateways_responses_get_none_of_the_consoles_headers() {
     };
     config.instances.fixed_service_token =
         Some(SecretString::from("service-token-for-tests".to_owned()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = Application::build(
-        config,
-        db.store.clone(),
-        KeyRing::new(EncryptionKey::generate()),
-        unreachable_runtime(),
-        listener,
-    );
-    let port = app.local_addr().unwrap().port();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run(async move {
-        let _ = rx.await;
-    }));
+    // The instance is ready before `serve` starts: its start-up recovery
+    // would otherwise drive a `provisioning` row it saw in between.
     let account = db
         .store
         .create_account(&Email::parse("gw@example.com").unwrap(), "not-a-hash")
@@ -245,6 +234,20 @@ async fn a_gateways_responses_get_none_of_the_consoles_headers() {
         .set_instance_status(instance.id, InstanceStatus::Ready, None)
         .await
         .unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = Application::build(
+        config,
+        db.store.clone(),
+        KeyRing::new(EncryptionKey::generate()),
+        unreachable_runtime(),
+        listener,
+    );
+    let port = app.local_addr().unwrap().port();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async move {
+        let _ = rx.await;
+    }));
 
     // A device (no browser markers) goes through to the gateway.
     let r = reqwest::Client::new()
