@@ -4,7 +4,8 @@
 //! - `runtime`: the per-instance agent beside an OpenClaw gateway;
 //! - `openclaw install`: the pinned Node and OpenClaw from npm;
 //! - `admin`: operator commands against the store (credits, secrets, migrations);
-//! - `bench`: benchmarks whose results go into `docs/benchmarks.md`.
+//! - `bench`: benchmarks whose results go into `docs/benchmarks.md` (the
+//!   `clawplane-bench` crate).
 
 mod commands;
 mod config;
@@ -38,7 +39,7 @@ enum Command {
     Admin(commands::admin::AdminCommand),
     /// Benchmarks (see docs/benchmarks.md).
     #[command(subcommand)]
-    Bench(commands::bench::BenchCommand),
+    Bench(clawplane_bench::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,7 +61,7 @@ fn main() -> std::process::ExitCode {
             Command::Runtime(args) => commands::runtime::run(args).await,
             Command::Openclaw(cmd) => commands::openclaw::run(cmd).await,
             Command::Admin(cmd) => commands::admin::run(cmd).await,
-            Command::Bench(cmd) => commands::bench::run(cmd).await,
+            Command::Bench(cmd) => clawplane_bench::run(cmd).await,
         }
     });
     match result {

@@ -1,6 +1,12 @@
 //! `clawplane bench ...`: benchmarks whose results go into
 //! `docs/benchmarks.md`. Each measures side by side in one run and stops by
 //! itself; none sends traffic beyond loopback.
+//!
+//! A library of the `clawplane` binary, which mounts [`BenchCommand`] as its
+//! `bench` subcommand and calls [`run`]: the benchmarks start the runtime
+//! agent and `serve` as child processes from `std::env::current_exe()`, so
+//! they run only from inside that binary. Kept out of the binary's crate so
+//! the product does not carry their code.
 
 mod cells;
 mod console;
