@@ -79,13 +79,13 @@ async fn a_local_runtime_is_provisioned_found_again_and_removed() {
     let deadline = Instant::now() + Duration::from_secs(240);
     let gateway_pid = loop {
         let status = client.status(&target).await.unwrap();
-        assert_eq!(status["instanceId"], inst.id.to_string());
-        if status["gateway"]["state"] == "running" {
-            break status["gateway"]["pid"].as_u64().unwrap() as u32;
+        assert_eq!(status.instance_id, inst.id.to_string());
+        if status.gateway.state == clawplane_http::v1::GatewayState::Running {
+            break status.gateway.pid.unwrap();
         }
         assert!(
             Instant::now() < deadline,
-            "the gateway did not start: {status}"
+            "the gateway did not start: {status:?}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };

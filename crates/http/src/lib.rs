@@ -6,10 +6,12 @@
 //! Each surface keeps its own error type (its variants differ) and renders it
 //! here. The listener ([`listen`]): [`serve`] a router on a socket within
 //! [`ListenerLimits`]. JSON bodies ([`json`]): one strict parser for every
-//! surface, refusing a key named twice at any depth.
+//! surface, refusing a key named twice at any depth. The runtime contract
+//! ([`v1`]): the paths, headers and bodies of the runtime agent's `/v1`.
 
 pub mod json;
 pub mod listen;
+pub mod v1;
 
 pub use listen::{serve, BodyTimeout, ListenerLimits};
 

@@ -13,19 +13,20 @@ use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clawplane_backup::{BackupStore, BackupSummary, BackupTarget, Retention, S3Settings};
+use clawplane_backup::{BackupStore, BackupTarget};
 use clawplane_http::ListenerLimits;
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
 
 use crate::api;
-use crate::backups::{self, GatewayQuiesce};
-use crate::cell::{Cell, CellStatus};
+use crate::backups;
+use crate::cell::Cell;
 use crate::gateway::config_file::{self, ManagedConfig};
 use crate::gateway::{process, GatewaySpec, GatewayState, LogSink, Supervisor, SupervisorOptions};
 use crate::install;
 use crate::rpc::GatewayRpc;
+use crate::shared::Shared;
 use crate::RuntimeConfig;
 
 /// Why the agent could not start. Each message says what to do.
@@ -50,30 +51,6 @@ pub enum AgentError {
     },
 }
 
-/// What every handler shares.
-pub struct Shared {
-    /// Settings.
-    pub config: RuntimeConfig,
-    /// The gateway's supervisor.
-    pub supervisor: Supervisor,
-    /// The gateway's admin RPC.
-    pub rpc: GatewayRpc,
-    /// The instance's backups.
-    pub backups: BackupStore,
-    /// The gateway's output.
-    pub sink: Arc<LogSink>,
-    /// The latest backup, read from the store at start and kept current.
-    pub last_backup: RwLock<Option<BackupSummary>>,
-    /// One backup or restore at a time.
-    pub storage_lock: Mutex<()>,
-    /// The installed OpenClaw version.
-    pub openclaw_version: String,
-    /// The ingress's connection pool to the gateway.
-    pub proxy: clawplane_proxy::Proxy,
-    /// The gateway's cell (`None`: `--isolation none`).
-    pub cell: Option<Arc<Cell>>,
-}
-
 /// The `/v1` listener's limits unless [`Agent::with_listener_limits`] says
 /// otherwise: the listener's defaults, with fewer connections, since only
 /// `serve` talks to a runtime.
@@ -94,7 +71,7 @@ impl Agent {
     /// Prepares everything; fails with a readable error.
     pub async fn build(config: RuntimeConfig, listener: TcpListener) -> Result<Agent, AgentError> {
         let installation = install::find(&config.cache_dir, &config.openclaw_version)?;
-        let target = BackupTarget::parse(&config.backup_url, &S3Settings::from_env())?;
+        let target = BackupTarget::parse(&config.backup_url, &config.s3)?;
         let backups = BackupStore::open(&target, &config.instance_id).await?;
         let mut spec = GatewaySpec {
             installation: installation.clone(),
@@ -330,30 +307,6 @@ async fn watch_disk(shared: Arc<Shared>, token: CancellationToken) {
             tracing::warn!("{reason}");
             let _ = shared.supervisor.stop().await;
             cell.set_stopped_reason(reason);
-        }
-    }
-}
-
-impl Shared {
-    /// The cell's part of `/v1/status`.
-    pub fn cell_status(&self) -> CellStatus {
-        self.cell
-            .as_ref()
-            .map(|c| c.status())
-            .unwrap_or_else(CellStatus::none)
-    }
-
-    /// A quiesce hook for snapshots while the gateway runs.
-    pub fn quiesce(&self) -> Option<GatewayQuiesce> {
-        (self.supervisor.status().state == GatewayState::Running)
-            .then(|| GatewayQuiesce::new(self.rpc.clone()))
-    }
-
-    /// Backup retention from the settings.
-    pub fn retention(&self) -> Retention {
-        Retention {
-            keep_last: self.config.keep_last,
-            keep_daily_days: self.config.keep_daily_days,
         }
     }
 }

@@ -9,8 +9,9 @@ use clawplane_backup::{BackupReport, Quiesce};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::Shared;
+use crate::gateway::GatewayState;
 use crate::rpc::GatewayRpc;
+use crate::shared::Shared;
 
 /// Suspends the gateway through its RPC for the duration of a snapshot.
 pub struct GatewayQuiesce {
@@ -49,6 +50,13 @@ impl Quiesce for GatewayQuiesce {
     }
 }
 
+/// A quiesce hook for snapshots while the gateway runs (none while it
+/// does not: nothing writes then).
+fn quiesce(shared: &Shared) -> Option<GatewayQuiesce> {
+    (shared.supervisor.status().state == GatewayState::Running)
+        .then(|| GatewayQuiesce::new(shared.rpc.clone()))
+}
+
 /// Takes a backup now (one at a time) and records it as the latest.
 pub async fn take(
     shared: &Shared,
@@ -56,7 +64,7 @@ pub async fn take(
 ) -> Result<BackupReport, clawplane_backup::BackupError> {
     let _guard = shared.storage_lock.lock().await;
     let state_dir = shared.config.state_dir.join("openclaw");
-    let quiesce = shared.quiesce();
+    let quiesce = quiesce(shared);
     let report = shared
         .backups
         .backup_with(

@@ -7,7 +7,8 @@
 //! - [`gateway`]: the gateway's config file, process tree, output and supervisor;
 //! - [`rpc`]: the gateway's admin HTTP RPC on loopback;
 //! - [`backups`]: protective and scheduled snapshots (storage is `clawplane-backup`);
-//! - [`api`]: the `/v1` surface;
+//! - [`shared`]: the state the handlers and the backup schedule share;
+//! - [`api`]: the `/v1` surface (its contract is `clawplane_http::v1`);
 //! - [`agent`]: wiring and the run loop.
 
 pub mod agent;
@@ -18,6 +19,8 @@ pub mod config;
 pub mod gateway;
 pub mod install;
 pub mod rpc;
+pub mod shared;
 
 pub use agent::{Agent, AgentError};
 pub use config::RuntimeConfig;
+pub use shared::Shared;

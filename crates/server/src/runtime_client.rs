@@ -1,6 +1,8 @@
 //! The typed client of a runtime agent's `/v1` API, as the control plane
 //! uses it: the service token in `X-OpenAgents-Service-Token`, timeouts on
-//! every call, and bounded retries for idempotent reads only.
+//! every call, and bounded retries for idempotent reads only. Paths, headers
+//! and bodies are the runtime contract's ([`clawplane_http::v1`]), which the
+//! runtime's handlers build: an answer of another shape is `InvalidResponse`.
 //!
 //! Errors map as the seed's did: a runtime's error keeps its status
 //! (400-599) and message; a reply that is not the envelope becomes 502
@@ -10,19 +12,12 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use clawplane_http::v1::{self, headers, paths};
 use clawplane_secrets::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
-
-/// The header the runtime checks (the seed's name).
-pub const SERVICE_TOKEN_HEADER: &str = "x-openagents-service-token";
-
-/// Asks the runtime to send a `/gateway/...` request to its gateway as the
-/// owner (a direct local client; the runtime adds the gateway token, which
-/// never leaves it). Honoured only with a valid service token.
-pub const GATEWAY_OWNER_HEADER: &str = "x-openagents-gateway-owner";
+pub use clawplane_http::v1::GatewayAction;
 
 /// Where one instance's runtime is and how to authenticate to it.
 #[derive(Clone)]
@@ -60,38 +55,6 @@ pub enum RuntimeError {
     /// An answer that is not the envelope.
     #[error("the runtime's answer could not be read")]
     InvalidResponse,
-}
-
-impl From<RuntimeError> for ApiError {
-    fn from(e: RuntimeError) -> Self {
-        match e {
-            RuntimeError::Status {
-                status,
-                code,
-                message,
-            } => match StatusCode::from_u16(status) {
-                Ok(s) if (400..=599).contains(&status) => {
-                    ApiError::new(s, "runtime_error", message)
-                        .with_details(json!({ "runtime_code": code }))
-                }
-                _ => ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "invalid_response",
-                    "the runtime's answer could not be read",
-                ),
-            },
-            RuntimeError::InvalidResponse => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "invalid_response",
-                "the runtime's answer could not be read",
-            ),
-            RuntimeError::Unreachable => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "runtime_unreachable",
-                "the instance's runtime did not answer; try again, or check the instance's status",
-            ),
-        }
-    }
 }
 
 /// Timeouts and retries.
@@ -140,13 +103,13 @@ impl RuntimeClient {
     }
 
     /// `GET /v1/status`.
-    pub async fn status(&self, t: &RuntimeTarget) -> Result<Value, RuntimeError> {
-        self.read(t, "/v1/status").await
+    pub async fn status(&self, t: &RuntimeTarget) -> Result<v1::Status, RuntimeError> {
+        self.read(t, paths::STATUS).await
     }
 
     /// `GET /v1/devices`.
-    pub async fn devices(&self, t: &RuntimeTarget) -> Result<Value, RuntimeError> {
-        self.read(t, "/v1/devices").await
+    pub async fn devices(&self, t: &RuntimeTarget) -> Result<v1::DeviceList, RuntimeError> {
+        self.read(t, paths::DEVICES).await
     }
 
     /// `POST /v1/devices/{id}/approve`. `request_id` must already be a parsed UUID.
@@ -154,8 +117,8 @@ impl RuntimeClient {
         &self,
         t: &RuntimeTarget,
         request_id: uuid::Uuid,
-    ) -> Result<Value, RuntimeError> {
-        self.write(t, &format!("/v1/devices/{request_id}/approve"), None, false)
+    ) -> Result<v1::DeviceDecision, RuntimeError> {
+        self.write(t, &paths::device_approve(request_id), None, false)
             .await
     }
 
@@ -164,19 +127,19 @@ impl RuntimeClient {
         &self,
         t: &RuntimeTarget,
         request_id: uuid::Uuid,
-    ) -> Result<Value, RuntimeError> {
-        self.write(t, &format!("/v1/devices/{request_id}/reject"), None, false)
+    ) -> Result<v1::DeviceDecision, RuntimeError> {
+        self.write(t, &paths::device_reject(request_id), None, false)
             .await
     }
 
     /// `POST /v1/storage/backup`.
-    pub async fn backup(&self, t: &RuntimeTarget) -> Result<Value, RuntimeError> {
-        self.write(t, "/v1/storage/backup", None, true).await
+    pub async fn backup(&self, t: &RuntimeTarget) -> Result<v1::BackupTaken, RuntimeError> {
+        self.write(t, paths::STORAGE_BACKUP, None, true).await
     }
 
     /// `GET /v1/storage/backups`.
-    pub async fn backups(&self, t: &RuntimeTarget) -> Result<Value, RuntimeError> {
-        self.read(t, "/v1/storage/backups").await
+    pub async fn backups(&self, t: &RuntimeTarget) -> Result<v1::BackupList, RuntimeError> {
+        self.read(t, paths::STORAGE_BACKUPS).await
     }
 
     /// `POST /v1/storage/restore` (`None`: the latest backup).
@@ -184,9 +147,12 @@ impl RuntimeClient {
         &self,
         t: &RuntimeTarget,
         backup_id: Option<&str>,
-    ) -> Result<Value, RuntimeError> {
-        let body = json!({ "backupId": backup_id });
-        self.write(t, "/v1/storage/restore", Some(body), true).await
+    ) -> Result<v1::RestoreReply, RuntimeError> {
+        let body = v1::RestoreRequest {
+            backup_id: backup_id.map(str::to_owned),
+        };
+        self.write(t, paths::STORAGE_RESTORE, Some(json!(body)), true)
+            .await
     }
 
     /// `POST /v1/gateway/{restart,stop,start}`.
@@ -194,20 +160,18 @@ impl RuntimeClient {
         &self,
         t: &RuntimeTarget,
         action: GatewayAction,
-    ) -> Result<Value, RuntimeError> {
-        self.write(t, &format!("/v1/gateway/{}", action.as_str()), None, true)
-            .await
+    ) -> Result<v1::GatewayReply, RuntimeError> {
+        self.write(t, action.path(), None, true).await
     }
 
     /// `GET /v1/usage`.
-    pub async fn usage(&self, t: &RuntimeTarget) -> Result<Value, RuntimeError> {
-        self.read(t, "/v1/usage").await
+    pub async fn usage(&self, t: &RuntimeTarget) -> Result<v1::Usage, RuntimeError> {
+        self.read(t, paths::USAGE).await
     }
 
-    /// `GET /v1/logs?lines=N`.
-    pub async fn logs(&self, t: &RuntimeTarget, lines: u32) -> Result<Value, RuntimeError> {
-        self.read(t, &format!("/v1/logs?lines={}", lines.clamp(1, 2000)))
-            .await
+    /// `GET /v1/logs?lines=N` (`lines` brought within 1-2000).
+    pub async fn logs(&self, t: &RuntimeTarget, lines: u32) -> Result<v1::Logs, RuntimeError> {
+        self.read(t, &paths::logs(lines)).await
     }
 
     /// `POST {runtime}/gateway{path}` as the gateway's owner with a JSON
@@ -223,12 +187,13 @@ impl RuntimeClient {
     ) -> Result<reqwest::Response, RuntimeError> {
         self.http
             .post(format!(
-                "{}/gateway{path}",
-                t.base_url.trim_end_matches('/')
+                "{}{}",
+                t.base_url.trim_end_matches('/'),
+                paths::through_gateway(path)
             ))
             .timeout(limit)
-            .header(SERVICE_TOKEN_HEADER, t.service_token.expose_secret())
-            .header(GATEWAY_OWNER_HEADER, "1")
+            .header(headers::SERVICE_TOKEN, t.service_token.expose_secret())
+            .header(headers::GATEWAY_OWNER, headers::GATEWAY_OWNER_YES)
             .json(body)
             .send()
             .await
@@ -237,7 +202,11 @@ impl RuntimeClient {
 
     /// An idempotent read: retried (bounded) when nothing answered or the
     /// runtime was briefly unavailable.
-    async fn read(&self, t: &RuntimeTarget, path: &str) -> Result<Value, RuntimeError> {
+    async fn read<T: DeserializeOwned>(
+        &self,
+        t: &RuntimeTarget,
+        path: &str,
+    ) -> Result<T, RuntimeError> {
         let mut last = RuntimeError::Unreachable;
         for attempt in 0..self.options.read_attempts.max(1) {
             if attempt > 0 {
@@ -259,13 +228,13 @@ impl RuntimeClient {
     }
 
     /// A write: sent once (the caller decides whether to retry).
-    async fn write(
+    async fn write<T: DeserializeOwned>(
         &self,
         t: &RuntimeTarget,
         path: &str,
         body: Option<Value>,
         slow: bool,
-    ) -> Result<Value, RuntimeError> {
+    ) -> Result<T, RuntimeError> {
         let timeout = if slow {
             self.options.slow_timeout
         } else {
@@ -282,30 +251,13 @@ impl RuntimeClient {
     }
 }
 
-/// What to do with a gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GatewayAction {
-    /// Start it.
-    Start,
-    /// Stop it (after a protective backup).
-    Stop,
-    /// Restart it (after a protective backup).
-    Restart,
-}
-
-impl GatewayAction {
-    fn as_str(self) -> &'static str {
-        match self {
-            GatewayAction::Start => "start",
-            GatewayAction::Stop => "stop",
-            GatewayAction::Restart => "restart",
-        }
-    }
-}
-
-async fn send(request: reqwest::RequestBuilder, t: &RuntimeTarget) -> Result<Value, RuntimeError> {
+/// Sends `request` with the service token; the envelope's `data` read as `T`.
+async fn send<T: DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    t: &RuntimeTarget,
+) -> Result<T, RuntimeError> {
     let response = request
-        .header(SERVICE_TOKEN_HEADER, t.service_token.expose_secret())
+        .header(headers::SERVICE_TOKEN, t.service_token.expose_secret())
         .send()
         .await
         .map_err(|_| RuntimeError::Unreachable)?;
@@ -317,7 +269,8 @@ async fn send(request: reqwest::RequestBuilder, t: &RuntimeTarget) -> Result<Val
     let body: Value = serde_json::from_slice(&bytes).map_err(|_| RuntimeError::InvalidResponse)?;
     match body.get("ok").and_then(Value::as_bool) {
         Some(true) if (200..300).contains(&status) => {
-            Ok(body.get("data").cloned().unwrap_or(Value::Null))
+            let data = body.get("data").cloned().unwrap_or(Value::Null);
+            serde_json::from_value(data).map_err(|_| RuntimeError::InvalidResponse)
         }
         Some(false) if status >= 400 => Err(RuntimeError::Status {
             status,

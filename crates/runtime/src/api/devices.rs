@@ -5,19 +5,24 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use serde_json::{json, Value};
+use clawplane_http::v1;
+use serde_json::Value;
 
 use super::error::{ok, ApiError};
-use crate::agent::Shared;
 use crate::rpc::RpcError;
+use crate::shared::Shared;
 
 /// `GET /v1/devices`: `{pending, paired}` with the gateway's fields.
 pub async fn get_devices(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
     let list = shared.rpc.devices().await?;
-    Ok(ok(json!({
-        "pending": list.get("pending").cloned().unwrap_or_else(|| json!([])),
-        "paired": list.get("paired").cloned().unwrap_or_else(|| json!([])),
-    })))
+    let records = |key: &str| match list.get(key) {
+        Some(Value::Array(records)) => records.clone(),
+        _ => Vec::new(),
+    };
+    Ok(ok(v1::DeviceList {
+        pending: records("pending"),
+        paired: records("paired"),
+    }))
 }
 
 /// `POST /v1/devices/{requestId}/approve`.
@@ -69,10 +74,15 @@ fn unknown_request(e: RpcError) -> ApiError {
     }
 }
 
-fn device_reply(reply: Value) -> Value {
-    json!({
-        "requestId": reply.get("requestId").cloned().unwrap_or(Value::Null),
-        "deviceId": reply.get("deviceId").or_else(|| reply.pointer("/device/deviceId")).cloned().unwrap_or(Value::Null),
-        "device": reply.get("device").cloned().unwrap_or(Value::Null),
-    })
+fn device_reply(reply: Value) -> v1::DeviceDecision {
+    let field = |v: Option<&Value>| v.cloned().unwrap_or(Value::Null);
+    v1::DeviceDecision {
+        request_id: field(reply.get("requestId")),
+        device_id: field(
+            reply
+                .get("deviceId")
+                .or_else(|| reply.pointer("/device/deviceId")),
+        ),
+        device: field(reply.get("device")),
+    }
 }

@@ -16,22 +16,22 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use clawplane_http::v1::{headers, paths};
 use clawplane_proxy::{MessageFilter, Upstream};
 use clawplane_secrets::{constant_time_eq, ExposeSecret};
 
 use super::error::ApiError;
-use super::owner::{OwnerSignIn, OWNER_HEADER};
-use super::SERVICE_TOKEN_HEADER;
-use crate::agent::Shared;
+use super::owner::OwnerSignIn;
+use crate::shared::Shared;
 
 /// The path prefix of the ingress on the agent.
-pub const PREFIX: &str = "/gateway";
+pub const PREFIX: &str = paths::GATEWAY_PREFIX;
 
 /// Any method on `/gateway` and below.
 pub async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) -> Response {
-    let given = request.headers().get(SERVICE_TOKEN_HEADER);
+    let given = request.headers().get(headers::SERVICE_TOKEN);
     let expected = shared.config.service_token.expose_secret().as_bytes();
     if !given.is_some_and(|t| !t.is_empty() && constant_time_eq(t.as_bytes(), expected)) {
         return ApiError::new(
@@ -47,8 +47,8 @@ pub async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) ->
     *request.uri_mut() = uri;
     if request
         .headers()
-        .get(OWNER_HEADER)
-        .is_some_and(|v| v.as_bytes() == b"1")
+        .get(headers::GATEWAY_OWNER)
+        .is_some_and(|v| v.as_bytes() == headers::GATEWAY_OWNER_YES.as_bytes())
     {
         return forward_owner(&shared, request).await;
     }
@@ -56,7 +56,7 @@ pub async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) ->
     // one and approve its device silently: the control plane must say who.
     let Some(client) = request
         .headers()
-        .get("x-forwarded-for")
+        .get(headers::FORWARDED_FOR)
         .filter(|v| {
             v.to_str()
                 .is_ok_and(|s| s.trim().parse::<std::net::IpAddr>().is_ok())
@@ -66,22 +66,19 @@ pub async fn forward(State(shared): State<Arc<Shared>>, mut request: Request) ->
         return ApiError::bad_request("X-Forwarded-For must name the client's address")
             .into_response();
     };
-    let proto = request.headers().get("x-forwarded-proto").cloned();
+    let proto = request.headers().get(headers::FORWARDED_PROTO).cloned();
 
     let mut set_headers = HeaderMap::new();
-    set_headers.insert(HeaderName::from_static("x-forwarded-for"), client);
+    set_headers.insert(headers::FORWARDED_FOR, client);
     set_headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
+        headers::FORWARDED_PROTO,
         proto.unwrap_or(HeaderValue::from_static("http")),
     );
     let upstream = Upstream {
         authority: gateway_authority(&shared),
         path_prefix: String::new(),
         set_headers,
-        strip: vec![
-            HeaderName::from_static(SERVICE_TOKEN_HEADER),
-            HeaderName::from_static(OWNER_HEADER),
-        ],
+        strip: vec![headers::SERVICE_TOKEN, headers::GATEWAY_OWNER],
     };
     relay(&shared, request, &upstream, None).await
 }
@@ -111,8 +108,8 @@ async fn forward_owner(shared: &Shared, request: Request) -> Response {
         path_prefix: String::new(),
         set_headers,
         strip: vec![
-            HeaderName::from_static(SERVICE_TOKEN_HEADER),
-            HeaderName::from_static(OWNER_HEADER),
+            headers::SERVICE_TOKEN,
+            headers::GATEWAY_OWNER,
             header::AUTHORIZATION,
             header::COOKIE,
         ],

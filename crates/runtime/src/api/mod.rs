@@ -5,8 +5,10 @@
 //! `X-OpenAgents-Service-Token` or `Authorization: Bearer`, compared in
 //! constant time with `OPENAGENTS_SERVICE_TOKEN`. Every reply, errors
 //! included, is the envelope. `/gateway/...` is the ingress's last hop to
-//! the gateway ([`ingress`]).
+//! the gateway ([`ingress`]). The paths, headers and bodies are the
+//! contract's (`clawplane_http::v1`), which `serve`'s client reads too.
 
+mod contract;
 mod devices;
 pub mod error;
 mod gateway;
@@ -23,44 +25,36 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{any, get, post};
 use axum::Router;
+use clawplane_http::v1::{self, headers, paths};
 use clawplane_secrets::{constant_time_eq, ExposeSecret};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::agent::Shared;
+use crate::shared::Shared;
 use error::{ok, ApiError};
-
-/// The service token header (the seed's name).
-pub const SERVICE_TOKEN_HEADER: &str = "x-openagents-service-token";
 
 /// Builds the agent's router.
 pub fn router(shared: Arc<Shared>) -> Router {
     let body_limit = shared.config.body_limit;
-    let v1 = Router::new()
-        .route("/v1/status", get(status::get_status))
-        .route("/v1/gateway/restart", post(gateway::post_restart))
-        .route("/v1/gateway/stop", post(gateway::post_stop))
-        .route("/v1/gateway/start", post(gateway::post_start))
-        .route("/v1/storage/backup", post(storage::post_backup))
-        .route("/v1/storage/backups", get(storage::get_backups))
-        .route("/v1/storage/restore", post(storage::post_restore))
-        .route("/v1/devices", get(devices::get_devices))
-        .route(
-            "/v1/devices/{request_id}/approve",
-            post(devices::post_approve),
-        )
-        .route(
-            "/v1/devices/{request_id}/reject",
-            post(devices::post_reject),
-        )
-        .route("/v1/logs", get(status::get_logs))
-        .route("/v1/usage", get(status::get_usage))
+    let api = Router::new()
+        .route(paths::STATUS, get(status::get_status))
+        .route(paths::GATEWAY_RESTART, post(gateway::post_restart))
+        .route(paths::GATEWAY_STOP, post(gateway::post_stop))
+        .route(paths::GATEWAY_START, post(gateway::post_start))
+        .route(paths::STORAGE_BACKUP, post(storage::post_backup))
+        .route(paths::STORAGE_BACKUPS, get(storage::get_backups))
+        .route(paths::STORAGE_RESTORE, post(storage::post_restore))
+        .route(paths::DEVICES, get(devices::get_devices))
+        .route(paths::DEVICE_APPROVE, post(devices::post_approve))
+        .route(paths::DEVICE_REJECT, post(devices::post_reject))
+        .route(paths::LOGS, get(status::get_logs))
+        .route(paths::USAGE, get(status::get_usage))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             require_service_token,
         ));
     Router::new()
-        .merge(v1)
-        .route("/healthz", get(get_healthz))
+        .merge(api)
+        .route(paths::HEALTHZ, get(get_healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(SetResponseHeaderLayer::overriding(
@@ -70,7 +64,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         // The ingress streams bodies and answers with the gateway's own
         // headers: outside the envelope's layers.
-        .route(ingress::PREFIX, any(ingress::forward))
+        .route(paths::GATEWAY_PREFIX, any(ingress::forward))
         .route("/gateway/", any(ingress::forward))
         .route("/gateway/{*rest}", any(ingress::forward))
         .with_state(shared)
@@ -93,11 +87,11 @@ async fn require_service_token(
     }
 }
 
-fn presented_token(headers: &HeaderMap) -> Option<&[u8]> {
-    if let Some(v) = headers.get(SERVICE_TOKEN_HEADER) {
+fn presented_token(given: &HeaderMap) -> Option<&[u8]> {
+    if let Some(v) = given.get(headers::SERVICE_TOKEN) {
         return Some(v.as_bytes());
     }
-    headers
+    given
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes())
         .and_then(|v| {
@@ -107,7 +101,9 @@ fn presented_token(headers: &HeaderMap) -> Option<&[u8]> {
 }
 
 async fn get_healthz() -> Response {
-    ok(serde_json::json!({ "status": "live" }))
+    ok(v1::Health {
+        status: "live".to_owned(),
+    })
 }
 
 async fn not_found() -> ApiError {

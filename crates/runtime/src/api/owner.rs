@@ -1,6 +1,7 @@
 //! Signing the instance's owner in to their gateway, for the Control UI
 //! (and the console's chat) behind `serve`'s door: `serve` has checked the
-//! owner's console session and says so with `X-OpenAgents-Gateway-Owner`.
+//! owner's console session and says so with `X-OpenAgents-Gateway-Owner`
+//! (`clawplane_http::v1::headers::GATEWAY_OWNER`).
 //!
 //! The browser never holds the gateway token. Instead the runtime:
 //! - on HTTP, sends the request as a direct local client with
@@ -19,9 +20,6 @@ use clawplane_secrets::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use crate::gateway::device_identity::{DeviceIdentity, SignedFields};
-
-/// The header with which `serve` vouches for the instance's owner.
-pub const OWNER_HEADER: &str = "x-openagents-gateway-owner";
 
 /// The connect rewrite of one owner WebSocket.
 pub struct OwnerSignIn {

@@ -7,38 +7,29 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::response::Response;
-use serde_json::json;
+use clawplane_http::v1;
 
+use super::contract;
 use super::error::{ok, ApiError};
-use crate::agent::Shared;
 use crate::gateway::GatewayState;
+use crate::shared::Shared;
 
 /// `GET /v1/status`.
 pub async fn get_status(State(shared): State<Arc<Shared>>) -> Response {
     let gateway = shared.supervisor.status();
     let last_backup = shared.last_backup.read().await.clone();
-    ok(json!({
-        "gateway": {
-            "state": gateway.state,
-            "pid": gateway.pid,
-            "uptimeMs": gateway.uptime_ms(),
-            "startedAt": gateway.started_at,
-            "readyAt": gateway.ready_at,
-            "restarts": gateway.restarts,
-            "crashes": gateway.crashes,
-            "lastExit": gateway.last_exit,
-            "lastError": gateway.last_error,
+    ok(v1::Status {
+        gateway: contract::gateway_with_uptime(gateway),
+        last_backup: last_backup.map(contract::backup),
+        cell: contract::cell(shared.cell_status()),
+        instance_id: shared.config.instance_id.clone(),
+        instance_type: shared.config.instance_type.clone(),
+        version: shared.openclaw_version.clone(),
+        versions: v1::Versions {
+            openclaw: shared.openclaw_version.clone(),
+            clawplane: env!("CARGO_PKG_VERSION").to_owned(),
         },
-        "lastBackup": last_backup,
-        "cell": shared.cell_status(),
-        "instanceId": shared.config.instance_id,
-        "instanceType": shared.config.instance_type,
-        "version": shared.openclaw_version,
-        "versions": {
-            "openclaw": shared.openclaw_version,
-            "clawplane": env!("CARGO_PKG_VERSION"),
-        },
-    }))
+    })
 }
 
 /// `GET /v1/logs?lines=N` (1-2000, default 100): the gateway's latest output.
@@ -47,14 +38,16 @@ pub async fn get_logs(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let lines = match query.get("lines") {
-        None => 100,
+        None => v1::paths::DEFAULT_LOG_LINES,
         Some(n) => n
-            .parse::<usize>()
+            .parse::<u32>()
             .ok()
-            .filter(|n| (1..=2000).contains(n))
+            .filter(|n| (1..=v1::paths::MAX_LOG_LINES).contains(n))
             .ok_or_else(|| ApiError::bad_request("lines must be a whole number from 1 to 2000"))?,
     };
-    Ok(ok(json!({ "lines": shared.sink.tail(lines) })))
+    Ok(ok(v1::Logs {
+        lines: shared.sink.tail(lines as usize),
+    }))
 }
 
 /// `GET /v1/usage`: the model spend the gateway reports (`usage.cost`).
@@ -63,5 +56,5 @@ pub async fn get_usage(State(shared): State<Arc<Shared>>) -> Result<Response, Ap
         return Err(ApiError::gateway_not_running());
     }
     let usage = shared.rpc.usage_cost(30).await?;
-    Ok(ok(json!({ "usage": usage })))
+    Ok(ok(v1::Usage { usage }))
 }

@@ -6,29 +6,34 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::response::Response;
-use serde_json::{json, Value};
+use clawplane_http::v1;
+use serde_json::Value;
 
+use super::contract;
 use super::error::{ok, ApiError};
-use crate::agent::Shared;
 use crate::backups;
 use crate::gateway::GatewayState;
+use crate::shared::Shared;
 
 /// `POST /v1/storage/backup`: the new backup and `lastBackup`.
 pub async fn post_backup(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
     let report = backups::take(&shared, "manual").await?;
-    Ok(ok(json!({
-        "backup": report.backup,
-        "bytesUploaded": report.bytes_uploaded,
-        "blobsUploaded": report.blobs_uploaded,
-        "blobsReused": report.blobs_reused,
-        "lastBackup": *shared.last_backup.read().await,
-    })))
+    let last_backup = shared.last_backup.read().await.clone();
+    Ok(ok(v1::BackupTaken {
+        backup: contract::backup(report.backup),
+        bytes_uploaded: report.bytes_uploaded,
+        blobs_uploaded: report.blobs_uploaded,
+        blobs_reused: report.blobs_reused,
+        last_backup: last_backup.map(contract::backup),
+    }))
 }
 
 /// `GET /v1/storage/backups`: newest first.
 pub async fn get_backups(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
     let backups = shared.backups.list().await?;
-    Ok(ok(json!({ "backups": backups })))
+    Ok(ok(v1::BackupList {
+        backups: backups.into_iter().map(contract::backup).collect(),
+    }))
 }
 
 /// `POST /v1/storage/restore` `{"backupId"?: "..."}` (latest when absent):
@@ -70,10 +75,14 @@ pub async fn post_restore(
         None
     };
     let restored = restored?;
-    Ok(ok(json!({
-        "restored": { "backupId": restored.backup_id, "files": restored.files, "bytes": restored.bytes },
-        "gateway": gateway.unwrap_or_else(|| shared.supervisor.status()),
-    })))
+    Ok(ok(v1::RestoreReply {
+        restored: v1::Restored {
+            backup_id: restored.backup_id,
+            files: restored.files,
+            bytes: restored.bytes,
+        },
+        gateway: contract::gateway(gateway.unwrap_or_else(|| shared.supervisor.status())),
+    }))
 }
 
 fn parse_backup_id(body: &Bytes) -> Result<Option<String>, ApiError> {
@@ -83,12 +92,20 @@ fn parse_backup_id(body: &Bytes) -> Result<Option<String>, ApiError> {
     // Strict: an object naming a key twice is refused, as on `serve`.
     let value: Value =
         clawplane_http::json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    match value.get("backupId") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(id)) if is_backup_id(id) => Ok(Some(id.clone())),
-        Some(_) => Err(ApiError::bad_request(
-            "backupId must be the id of a backup from GET /v1/storage/backups",
-        )),
+    let not_an_id = || {
+        ApiError::bad_request("backupId must be the id of a backup from GET /v1/storage/backups")
+    };
+    // A body that is not an object names no backup: the latest (as ever).
+    let request = match value {
+        Value::Object(_) => {
+            serde_json::from_value::<v1::RestoreRequest>(value).map_err(|_| not_an_id())?
+        }
+        _ => v1::RestoreRequest::default(),
+    };
+    match request.backup_id {
+        None => Ok(None),
+        Some(id) if is_backup_id(&id) => Ok(Some(id)),
+        Some(_) => Err(not_an_id()),
     }
 }
 

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use chrono::Utc;
 use clawplane_domain::{Instance, InstanceStatus, MicroUsd};
+use clawplane_http::v1;
 use serde_json::Value;
 
 use super::session::{pre_session_csrf, Session};
@@ -129,7 +130,7 @@ struct Overview {
 }
 
 /// The runtime's status, or what to tell the person instead.
-async fn runtime_status(state: &AppState, s: &Session) -> Result<Value, String> {
+async fn runtime_status(state: &AppState, s: &Session) -> Result<v1::Status, String> {
     let (instance, target) = state
         .instances
         .target(&s.user)
@@ -155,13 +156,10 @@ pub async fn overview(
     let (runtime, runtime_note) = match runtime_status(&state, &s).await {
         Ok(st) => (
             Some(RuntimeCard {
-                state: st["gateway"]["state"]
-                    .as_str()
-                    .unwrap_or("unknown")
-                    .to_owned(),
+                state: st.gateway.state.to_string(),
                 last_backup: last_backup(&st),
-                instance_type: text(&st, "instanceType"),
-                version: text(&st, "version"),
+                instance_type: st.instance_type,
+                version: st.version,
             }),
             String::new(),
         ),
@@ -252,10 +250,9 @@ struct Security {
     paired: Vec<DeviceRow>,
 }
 
-fn device_rows(list: &Value, time_key: &str) -> Vec<DeviceRow> {
-    list.as_array()
-        .into_iter()
-        .flatten()
+/// Rows of OpenClaw's device records (`time_key`: when, in milliseconds).
+fn device_rows(list: &[Value], time_key: &str) -> Vec<DeviceRow> {
+    list.iter()
         .map(|d| DeviceRow {
             id: text(d, "requestId"),
             name: text(d, "displayName"),
@@ -288,8 +285,8 @@ pub async fn security(
     let (unavailable, pending, paired) = match devices {
         Ok(d) => (
             None,
-            device_rows(&d["pending"], "ts"),
-            device_rows(&d["paired"], "approvedAtMs"),
+            device_rows(&d.pending, "ts"),
+            device_rows(&d.paired, "approvedAtMs"),
         ),
         Err(note) => (Some(note), Vec::new(), Vec::new()),
     };
@@ -326,29 +323,27 @@ struct Usage {
 }
 
 /// The cell part of a runtime status, for people: isolation, use and limits.
-fn isolation_text(status: &Value) -> Option<String> {
-    let cell = &status["cell"];
-    match cell["isolation"].as_str()? {
-        "cell" => {
-            let limits = &cell["limits"];
-            let of = |used: &Value, limit: &Value| match (used.as_u64(), limit.as_u64()) {
-                (Some(u), Some(l)) => format!("{} of {}", view::size(u), view::size(l)),
-                (None, Some(l)) => format!("at most {}", view::size(l)),
-                _ => "-".to_owned(),
-            };
-            Some(format!(
-                "Isolated in a cell of its own (uid {}): memory {}, disk {}, {} processes at most ({} now), {} CPUs, internet access {}.",
-                cell["uid"].as_u64().unwrap_or(0),
-                of(&cell["memoryBytes"], &limits["memoryBytes"]),
-                of(&cell["diskBytes"], &limits["diskQuotaBytes"]),
-                limits["pids"].as_u64().unwrap_or(0),
-                cell["processes"].as_u64().map_or_else(|| "-".to_owned(), |n| n.to_string()),
-                limits["cpus"].as_f64().unwrap_or(0.0),
-                if cell["egress"] == "public" { "on" } else { "off" },
-            ))
-        }
-        _ => Some("Not isolated: the operator runs this gateway without a cell, with the service's own access to its host.".to_owned()),
+fn isolation_text(status: &v1::Status) -> String {
+    let cell = &status.cell;
+    if !cell.is_isolated() {
+        return "Not isolated: the operator runs this gateway without a cell, with the service's own access to its host.".to_owned();
     }
+    let limits = cell.limits.as_ref();
+    let of = |used: Option<u64>, limit: Option<u64>| match (used, limit) {
+        (Some(u), Some(l)) => format!("{} of {}", view::size(u), view::size(l)),
+        (None, Some(l)) => format!("at most {}", view::size(l)),
+        _ => "-".to_owned(),
+    };
+    format!(
+        "Isolated in a cell of its own (uid {}): memory {}, disk {}, {} processes at most ({} now), {} CPUs, internet access {}.",
+        cell.uid.unwrap_or(0),
+        of(cell.memory_bytes, limits.map(|l| l.memory_bytes)),
+        of(cell.disk_bytes, limits.map(|l| l.disk_quota_bytes)),
+        limits.map_or(0, |l| l.pids),
+        cell.processes.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        limits.map_or(0.0, |l| l.cpus),
+        if cell.has_public_egress() { "on" } else { "off" },
+    )
 }
 
 /// `GET /console/usage`: gateway, backups, actions.
@@ -370,17 +365,13 @@ pub async fn usage(
             .client()
             .backups(&target)
             .await
-            .unwrap_or(Value::Null),
-        Err(_) => Value::Null,
+            .map(|list| list.backups)
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
     };
-    let gateway = status.as_ref().map(|st| {
-        st["gateway"]["state"]
-            .as_str()
-            .unwrap_or("unknown")
-            .to_owned()
-    });
-    let actions = match gateway.as_deref() {
-        Ok("running") => vec![
+    let gateway = status.as_ref().map(|st| st.gateway.state);
+    let actions = match gateway {
+        Ok(v1::GatewayState::Running) => vec![
             ("backup", "Back up now"),
             ("restart", "Restart gateway"),
             ("stop", "Stop gateway"),
@@ -388,26 +379,22 @@ pub async fn usage(
         Ok(_) => vec![("backup", "Back up now"), ("start", "Start gateway")],
         Err(_) => Vec::new(),
     };
-    let rows = backups["backups"]
-        .as_array()
+    let rows = backups
         .into_iter()
-        .flatten()
         .map(|b| BackupRow {
-            id: text(b, "id"),
-            at: b["created_at"]
-                .as_str()
-                .map_or_else(|| "-".into(), view::when_rfc3339),
-            size: view::size(b["bytes"].as_u64().unwrap_or(0)),
+            id: b.id,
+            at: when(b.created_at),
+            size: view::size(b.bytes),
         })
         .collect();
     render(&Usage {
         chrome: chrome(&s, "/console/usage", &q).polling(Some(POLL_STATUS_MS)),
         unavailable: status.as_ref().err().cloned(),
         reason,
-        state: gateway.clone().unwrap_or_else(|_| "unknown".into()),
+        state: gateway.map_or_else(|_| "unknown".into(), |g| g.to_string()),
         version: status
             .as_ref()
-            .map(|st| text(st, "version"))
+            .map(|st| st.version.clone())
             .unwrap_or_else(|_| "-".into()),
         last_backup: status
             .as_ref()
@@ -415,11 +402,11 @@ pub async fn usage(
             .unwrap_or_else(|_| "-".into()),
         actions,
         backups: rows,
-        isolation: status.as_ref().ok().and_then(isolation_text),
+        isolation: status.as_ref().ok().map(isolation_text),
         cell_reason: status
             .as_ref()
             .ok()
-            .and_then(|st| st["cell"]["stoppedReason"].as_str().map(str::to_owned)),
+            .and_then(|st| st.cell.stopped_reason.clone()),
     })
 }
 
@@ -448,11 +435,7 @@ pub async fn billing(
     s: Session,
     Query(q): Params,
 ) -> Result<Response, ConsoleError> {
-    let summary = state
-        .ledger
-        .summary(&s.user, Utc::now())
-        .await
-        .map_err(crate::error::ApiError::from)?;
+    let summary = state.ledger.summary(&s.user, Utc::now()).await?;
     let before = q
         .get("before")
         .map(String::as_str)

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use clawplane_domain::{Instance, InstanceStatus, MicroUsd};
+use clawplane_http::v1;
 use serde_json::Value;
 
 /// A status badge: CSS class and label.
@@ -49,7 +50,7 @@ pub fn steps(instance: Option<&Instance>) -> Vec<(&'static str, &'static str)> {
 /// The gateway's address through the ingress, on the console's own port
 /// and scheme: `http://<runtime_name>.<domain>:<port>/`.
 pub fn gateway_url(runtime_name: &str, domain: &str, headers: &axum::http::HeaderMap) -> String {
-    let port = crate::ingress::port_suffix(headers);
+    let port = crate::peer::port_suffix(headers);
     let scheme = if super::session::behind_tls(headers) {
         "https"
     } else {
@@ -91,21 +92,15 @@ pub fn usd(amount: MicroUsd) -> String {
     }
 }
 
-/// An RFC 3339 time (as the runtime sends them) as `when`, else as given.
-pub fn when_rfc3339(t: &str) -> String {
-    DateTime::parse_from_rfc3339(t)
-        .map(|t| when(t.with_timezone(&Utc)))
-        .unwrap_or_else(|_| t.to_owned())
-}
-
 /// The runtime's `lastBackup` as text.
-pub fn last_backup(status: &Value) -> String {
-    status["lastBackup"]["created_at"]
-        .as_str()
-        .map_or_else(|| "never".into(), when_rfc3339)
+pub fn last_backup(status: &v1::Status) -> String {
+    status
+        .last_backup
+        .as_ref()
+        .map_or_else(|| "never".into(), |b| when(b.created_at))
 }
 
-/// Text of a JSON field, or `-`.
+/// Text of a JSON field (of OpenClaw's records, say), or `-`.
 pub fn text(v: &Value, key: &str) -> String {
     v[key].as_str().unwrap_or("-").to_owned()
 }

@@ -42,7 +42,7 @@ impl Instances {
                         .runtime_name
                         .clone()
                         .unwrap_or_else(|| instance.id.to_string()),
-                    cell: status.get("cell")?.clone(),
+                    cell: serde_json::to_value(status.cell).ok()?,
                 })
             })
             .buffer_unordered(16)

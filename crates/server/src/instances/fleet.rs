@@ -30,14 +30,14 @@ impl Fleet for RuntimeFleet {
             .instances
             .target_of(instance)
             .await
-            .map_err(|e| e.message)?;
+            .map_err(|e| e.reason())?;
         let usage = self
             .instances
             .client()
             .usage(&target)
             .await
             .map_err(|e| e.to_string())?;
-        daily_costs(&usage["usage"])
+        daily_costs(&usage.usage)
     }
 
     async fn stop_for_billing(&self, instance: &Instance, reason: &str) -> Result<(), String> {
@@ -55,7 +55,7 @@ impl Fleet for RuntimeFleet {
                 }
             }
             Err(e) => {
-                tracing::warn!(instance = %instance.id, error = %e.message, "no runtime to stop")
+                tracing::warn!(instance = %instance.id, error = %e, "no runtime to stop")
             }
         }
         self.instances
@@ -68,7 +68,8 @@ impl Fleet for RuntimeFleet {
     }
 }
 
-/// The per-day totals of the gateway's `usage.cost` answer. An answer still
+/// The per-day totals of the gateway's `usage.cost` answer (OpenClaw's own
+/// JSON, which the runtime passes as it is). An answer still
 /// being computed (`cacheStatus.status: refreshing`) is not final and is
 /// refused, so metering asks again next time. The gateway reports floats;
 /// each is rounded to the micro-USD.

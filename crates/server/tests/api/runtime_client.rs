@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use clawplane_http::v1::GatewayState;
 use clawplane_runtime::gateway::config_file::BindMode;
 use clawplane_runtime::{install, Agent, RuntimeConfig};
 use clawplane_secrets::SecretString;
@@ -50,6 +51,7 @@ async fn real_agent() -> (String, tokio::sync::oneshot::Sender<()>, tempfile::Te
         openclaw_version: install::DEFAULT_OPENCLAW_VERSION.into(),
         cache_dir: install::default_cache_dir(),
         backup_url: format!("file://{}", dir.path().join("backups").display()),
+        s3: Default::default(),
         backup_interval: Duration::from_secs(3600),
         keep_last: 3,
         keep_daily_days: 1,
@@ -78,10 +80,10 @@ async fn a_real_runtimes_answers_and_errors_keep_their_status() {
     let client = RuntimeClient::new(ClientOptions::default());
     let t = target(url.clone(), TOKEN);
     let status = client.status(&t).await.unwrap();
-    assert_eq!(status["gateway"]["state"], "stopped");
-    assert_eq!(status["instanceId"], "client-test");
+    assert_eq!(status.gateway.state, GatewayState::Stopped);
+    assert_eq!(status.instance_id, "client-test");
     let backups = client.backups(&t).await.unwrap();
-    assert!(backups["backups"].as_array().unwrap().is_empty());
+    assert!(backups.backups.is_empty());
 
     // The gateway is stopped: the runtime's 409 keeps its status and message.
     let err = client.devices(&t).await.unwrap_err();
@@ -108,7 +110,7 @@ async fn a_real_runtimes_answers_and_errors_keep_their_status() {
 
     // Writes reach it too.
     let stopped = client.gateway(&t, GatewayAction::Stop).await.unwrap();
-    assert_eq!(stopped["gateway"]["state"], "stopped");
+    assert_eq!(stopped.gateway.state, GatewayState::Stopped);
     let _ = stop.send(());
 }
 
@@ -144,7 +146,7 @@ async fn fake_runtime(replies: Vec<&'static str>) -> (String, Arc<AtomicUsize>) 
 
 const NOT_JSON: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot json!";
 const UNAVAILABLE: &str = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 73\r\nconnection: close\r\n\r\n{\"ok\":false,\"error\":{\"code\":\"busy\",\"message\":\"try again\",\"details\":null}}";
-const OK: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 32\r\nconnection: close\r\n\r\n{\"ok\":true,\"data\":{\"fine\":true}}";
+const OK: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 37\r\nconnection: close\r\n\r\n{\"ok\":true,\"data\":{\"lines\":[\"fine\"]}}";
 
 #[tokio::test]
 async fn a_reply_that_is_not_the_envelope_is_a_502_invalid_response() {
@@ -186,8 +188,8 @@ async fn silence_and_closed_ports_are_bounded_and_answer_502() {
 #[tokio::test]
 async fn reads_are_retried_after_a_brief_503_and_writes_are_not() {
     let (url, seen) = fake_runtime(vec![UNAVAILABLE, OK]).await;
-    let data = quick().status(&target(url, TOKEN)).await.unwrap();
-    assert_eq!(data["fine"], true);
+    let data = quick().logs(&target(url, TOKEN), 1).await.unwrap();
+    assert_eq!(data.lines, ["fine"]);
     assert_eq!(seen.load(Ordering::SeqCst), 2);
 
     let (url, seen) = fake_runtime(vec![UNAVAILABLE, OK]).await;
