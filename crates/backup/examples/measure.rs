@@ -20,7 +20,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = args
         .next()
         .unwrap_or_else(|| format!("file://{}", scratch.path().join("store").display()));
-    let target = BackupTarget::parse(&url, &S3Settings::from_env())?;
+    let target = BackupTarget::parse(&url, &S3Settings::from_lookup(|n| std::env::var(n).ok()))?;
     let store = BackupStore::open(&target, &format!("measure-{}", std::process::id())).await?;
     println!("target {target}");
 

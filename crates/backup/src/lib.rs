@@ -4,7 +4,8 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), clawplane_backup::BackupError> {
 //! use clawplane_backup::{BackupStore, BackupTarget, Retention, S3Settings};
-//! let target = BackupTarget::parse("s3://clawplane-backups/prod", &S3Settings::from_env())?;
+//! let s3 = S3Settings::from_lookup(|name| std::env::var(name).ok());
+//! let target = BackupTarget::parse("s3://clawplane-backups/prod", &s3)?;
 //! let store = BackupStore::open(&target, "inst-42").await?;
 //! let state = std::path::Path::new("/var/lib/clawplane/instances/inst-42/state");
 //! if store.has_changed(state).await? {
@@ -59,7 +60,7 @@ pub use retention::{PruneReport, Retention};
 pub use scan::DEFAULT_EXCLUDES;
 pub use snapshot::RACY_WINDOW;
 pub use store::{BackupOptions, BackupReport, BackupStore};
-pub use target::{BackupTarget, S3Settings};
+pub use target::{BackupTarget, S3Settings, S3Timeouts};
 
 /// Lets the runtime pause the gateway's writes around the snapshot phase of a backup (for
 /// example with the gateway's `gateway.suspend.prepare` / `gateway.suspend.resume`).

@@ -1,8 +1,9 @@
 //! Where backups go: a local directory (`file:///abs/path`) or S3-compatible storage
 //! (`s3://bucket/prefix`), and the `object_store` client built for each.
 //!
-//! S3 settings come from the environment ([`S3Settings::from_env`]), never from the URL: a URL
-//! with `user:password@` in it is refused, because URLs end up in logs and process lists.
+//! S3 settings come from the caller ([`S3Settings`], which the CLI fills from the environment
+//! through [`S3Settings::from_lookup`]), never from the URL: a URL with `user:password@` in it
+//! is refused, because URLs end up in logs and process lists.
 //! Credentials are required for S3: without them the client would fall back to the cloud
 //! instance-metadata endpoint, which is both a surprise and traffic off this machine.
 
@@ -15,7 +16,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{BackupError, Redactor};
 
-/// S3 connection settings, usually read from the environment.
+/// S3 connection settings. The CLI reads them from the environment (the names below) and
+/// hands them down; this crate never reads the environment itself.
 #[derive(Clone, Debug, Default)]
 pub struct S3Settings {
     /// `AWS_ACCESS_KEY_ID`.
@@ -29,12 +31,49 @@ pub struct S3Settings {
     pub endpoint: Option<String>,
     /// `CLAWPLANE_S3_ALLOW_HTTP=true`: allow a plain `http://` endpoint (tests, a LAN MinIO).
     pub allow_http: bool,
+    /// How long the client waits for the store (see [`S3Timeouts`] for the defaults).
+    pub timeouts: S3Timeouts,
+}
+
+/// The S3 client's time limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct S3Timeouts {
+    /// Opening a connection (default 5 s).
+    pub connect: Duration,
+    /// One request, body included (default 120 s).
+    pub request: Duration,
+    /// Retries of a failed request, in all (default 60 s).
+    pub retry: Duration,
+    /// Retries of a failed request, at most (default 3).
+    pub max_retries: usize,
+}
+
+impl Default for S3Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            request: Duration::from_secs(120),
+            retry: Duration::from_secs(60),
+            max_retries: 3,
+        }
+    }
 }
 
 impl S3Settings {
-    /// Reads the settings from the process environment; empty variables count as unset.
-    pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    /// The variables this reads, for the CLI's help and the README's settings table.
+    pub const VARIABLES: [&'static str; 6] = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "AWS_ENDPOINT_URL",
+        "CLAWPLANE_S3_ENDPOINT",
+        "CLAWPLANE_S3_ALLOW_HTTP",
+    ];
+
+    /// The settings from the variables `lookup` answers (the CLI passes the process
+    /// environment); empty or blank values count as unset. The time limits are the defaults.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         Self {
             access_key_id: var("AWS_ACCESS_KEY_ID"),
             secret_access_key: var("AWS_SECRET_ACCESS_KEY").map(SecretString::from),
@@ -42,6 +81,7 @@ impl S3Settings {
             endpoint: var("AWS_ENDPOINT_URL").or_else(|| var("CLAWPLANE_S3_ENDPOINT")),
             allow_http: var("CLAWPLANE_S3_ALLOW_HTTP")
                 .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes")),
+            timeouts: S3Timeouts::default(),
         }
     }
 }
@@ -177,12 +217,12 @@ impl BackupTarget {
                     .with_client_options(
                         ClientOptions::new()
                             .with_allow_http(settings.allow_http)
-                            .with_connect_timeout(Duration::from_secs(5))
-                            .with_timeout(Duration::from_secs(120)),
+                            .with_connect_timeout(settings.timeouts.connect)
+                            .with_timeout(settings.timeouts.request),
                     )
                     .with_retry(RetryConfig {
-                        max_retries: 3,
-                        retry_timeout: Duration::from_secs(60),
+                        max_retries: settings.timeouts.max_retries,
+                        retry_timeout: settings.timeouts.retry,
                         ..RetryConfig::default()
                     });
                 if let Some(endpoint) = &settings.endpoint {
@@ -276,6 +316,27 @@ mod tests {
         };
         let err = BackupTarget::parse("s3://bucket/p", &http).unwrap_err();
         assert!(err.to_string().contains("CLAWPLANE_S3_ALLOW_HTTP"), "{err}");
+    }
+
+    #[test]
+    fn settings_come_from_the_lookup_blank_values_unset() {
+        let vars = [
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "very-secret"),
+            ("AWS_REGION", "  "),
+            ("CLAWPLANE_S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("CLAWPLANE_S3_ALLOW_HTTP", "Yes"),
+        ];
+        let s = S3Settings::from_lookup(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        });
+        assert_eq!(s.access_key_id.as_deref(), Some("AKID"));
+        assert!(s.region.is_none());
+        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(s.allow_http);
+        assert_eq!(s.timeouts, S3Timeouts::default());
     }
 
     #[test]

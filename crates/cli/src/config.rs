@@ -1,9 +1,17 @@
-//! Settings shared by several subcommands: where the data lives, the
-//! encryption keys, billing. Every setting has a flag and an environment
-//! variable (the seed's name where it had one). Secrets are read from the
-//! environment or a file, never from a flag value, which `ps` would show.
+//! The one place configuration is read. Settings shared by several
+//! subcommands (where the data lives, the encryption keys, billing) are clap
+//! arguments here, each subcommand's own in its `Args`; every one has a flag
+//! and an environment variable (the seed's name where it had one). What is
+//! read from the environment only (keys and tokens, which a flag would show
+//! in `ps`, and the variables other programs share, such as `PATH`) is read
+//! by the functions below and named in [`EnvOnly`] lists, which each
+//! subcommand's `--help` prints; the README's settings table is checked
+//! against that help by `tests/settings_table.rs`. The libraries below the
+//! CLI never read the environment: they get typed settings.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -77,7 +85,7 @@ impl KeyArgs {
     /// embedded SQLite store and no key configured, a key is generated on
     /// first start and kept in the data directory (mode 0600).
     pub fn key_ring(&self, store: &StoreArgs, backend: Backend) -> anyhow::Result<KeyRing> {
-        const NAME: &str = "OPENCLAW_ENCRYPTION_KEY";
+        const NAME: &str = ENCRYPTION_KEY.name;
         let from_env = std::env::var(NAME).ok().map(SecretString::from);
         let from_file = match &self.encryption_key_file {
             Some(path) => Some(SecretString::from(
@@ -106,10 +114,8 @@ impl KeyArgs {
             }
         };
         let previous = KeyRing::parse_previous(
-            "OPENCLAW_ENCRYPTION_KEY_PREVIOUS",
-            std::env::var("OPENCLAW_ENCRYPTION_KEY_PREVIOUS")
-                .ok()
-                .as_deref(),
+            ENCRYPTION_KEY_PREVIOUS.name,
+            std::env::var(ENCRYPTION_KEY_PREVIOUS.name).ok().as_deref(),
         )?;
         Ok(KeyRing::new(current).with_previous(previous))
     }
@@ -160,6 +166,214 @@ impl BillingArgs {
             ..Default::default()
         })
     }
+}
+
+/// A variable read from the environment only, with what it is for (one
+/// line of `--help`).
+#[derive(Debug, Clone, Copy)]
+pub struct EnvOnly {
+    /// The variable.
+    pub name: &'static str,
+    /// What it is for.
+    pub meaning: &'static str,
+}
+
+impl EnvOnly {
+    /// Its value, trimmed; unset or blank is `None`.
+    pub fn value(&self) -> Option<String> {
+        std::env::var(self.name)
+            .ok()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Its value as a secret, as set (unset or blank is `None`).
+    pub fn secret(&self) -> Option<SecretString> {
+        std::env::var(self.name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(SecretString::from)
+    }
+}
+
+/// `OPENCLAW_ENCRYPTION_KEY` (or `--encryption-key-file`).
+pub const ENCRYPTION_KEY: EnvOnly = EnvOnly {
+    name: "OPENCLAW_ENCRYPTION_KEY",
+    meaning: "the encryption key: 64 hex characters or base64 (or a key file)",
+};
+/// `OPENCLAW_ENCRYPTION_KEY_PREVIOUS`.
+pub const ENCRYPTION_KEY_PREVIOUS: EnvOnly = EnvOnly {
+    name: "OPENCLAW_ENCRYPTION_KEY_PREVIOUS",
+    meaning: "comma-separated decrypt-only keys, for rotation",
+};
+/// `OA_CONTROL_KEY`.
+pub const CONTROL_KEY: EnvOnly = EnvOnly {
+    name: "OA_CONTROL_KEY",
+    meaning: "the key of /control/openclaw/* (unset: they answer 500)",
+};
+/// `OA_INTERNAL_KEY`.
+pub const INTERNAL_KEY: EnvOnly = EnvOnly {
+    name: "OA_INTERNAL_KEY",
+    meaning: "the API's internal key (unset: it answers 500)",
+};
+/// `OPENCLAW_SERVICE_TOKEN`.
+pub const FIXED_SERVICE_TOKEN: EnvOnly = EnvOnly {
+    name: "OPENCLAW_SERVICE_TOKEN",
+    meaning: "one service token for every runtime (unset: one per instance)",
+};
+/// `OPENAGENTS_SERVICE_TOKEN`: `serve`'s second name for
+/// [`FIXED_SERVICE_TOKEN`], the token a runtime requires.
+pub const SERVICE_TOKEN: EnvOnly = EnvOnly {
+    name: "OPENAGENTS_SERVICE_TOKEN",
+    meaning: "the service token the control plane presents to runtimes",
+};
+/// `OPENCLAW_GATEWAY_TOKEN`.
+pub const GATEWAY_TOKEN: EnvOnly = EnvOnly {
+    name: "OPENCLAW_GATEWAY_TOKEN",
+    meaning: "the token the agent presents to its gateway",
+};
+/// `OPENCLAW_PROVIDER_KEYS`.
+pub const PROVIDER_KEYS: EnvOnly = EnvOnly {
+    name: "OPENCLAW_PROVIDER_KEYS",
+    meaning: "a JSON object of model-provider variables for the gateway",
+};
+/// `CLAWPLANE_LOG`.
+pub const LOG: EnvOnly = EnvOnly {
+    name: "CLAWPLANE_LOG",
+    meaning: "the log filter (default info); serve passes it to its runtimes",
+};
+/// `RUST_LOG`.
+pub const RUST_LOG: EnvOnly = EnvOnly {
+    name: "RUST_LOG",
+    meaning: "the log filter when CLAWPLANE_LOG is unset",
+};
+/// `PATH`.
+pub const PATH: EnvOnly = EnvOnly {
+    name: "PATH",
+    meaning: "where npm and the cell's programs are found",
+};
+/// `HOME`.
+pub const HOME: EnvOnly = EnvOnly {
+    name: "HOME",
+    meaning: "the default cache directory is under it",
+};
+/// `XDG_CACHE_HOME`.
+pub const XDG_CACHE_HOME: EnvOnly = EnvOnly {
+    name: "XDG_CACHE_HOME",
+    meaning: "the default cache directory is <it>/clawplane",
+};
+
+/// What `serve` reads from the environment only.
+pub const SERVE_ENV: &[EnvOnly] = &[
+    ENCRYPTION_KEY,
+    ENCRYPTION_KEY_PREVIOUS,
+    CONTROL_KEY,
+    INTERNAL_KEY,
+    FIXED_SERVICE_TOKEN,
+    SERVICE_TOKEN,
+    LOG,
+    RUST_LOG,
+    PATH,
+    HOME,
+    XDG_CACHE_HOME,
+];
+
+/// What `runtime` reads from the environment only (the S3 variables are
+/// [`s3_env`]'s).
+pub const RUNTIME_ENV: &[EnvOnly] = &[
+    SERVICE_TOKEN,
+    GATEWAY_TOKEN,
+    PROVIDER_KEYS,
+    LOG,
+    RUST_LOG,
+    PATH,
+    HOME,
+    XDG_CACHE_HOME,
+];
+
+/// What `openclaw install` reads from the environment only.
+pub const INSTALL_ENV: &[EnvOnly] = &[LOG, RUST_LOG, PATH, HOME, XDG_CACHE_HOME];
+
+/// What `admin secrets rotate` reads from the environment only.
+pub const ROTATE_ENV: &[EnvOnly] = &[ENCRYPTION_KEY, ENCRYPTION_KEY_PREVIOUS, LOG, RUST_LOG];
+
+/// The S3 variables of a backup target (`runtime`).
+pub fn s3_env() -> Vec<EnvOnly> {
+    clawplane_backup::S3Settings::VARIABLES
+        .iter()
+        .map(|&name| EnvOnly {
+            name,
+            meaning: match name {
+                "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => "an s3:// backup target's keys",
+                "AWS_REGION" => "an s3:// target's region (auto when unset, as R2 expects)",
+                "CLAWPLANE_S3_ALLOW_HTTP" => "true allows a plain http:// endpoint",
+                _ => "an s3:// target's endpoint: R2, MinIO and the like",
+            },
+        })
+        .collect()
+}
+
+/// The `--help` section that lists `vars` (the heading is what
+/// `tests/settings_table.rs` looks for).
+pub fn env_help(vars: &[EnvOnly]) -> String {
+    let width = vars.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    let mut out = String::from(
+        "Environment only (keys and tokens never come from a flag, which `ps` would show):",
+    );
+    for v in vars {
+        out.push_str(&format!("\n  {:width$}  {}", v.name, v.meaning));
+    }
+    out
+}
+
+/// The help of `runtime`: [`RUNTIME_ENV`] and the S3 variables.
+pub fn runtime_env_help() -> String {
+    let mut vars = RUNTIME_ENV.to_vec();
+    vars.extend(s3_env());
+    env_help(&vars)
+}
+
+/// The log filter: `CLAWPLANE_LOG`, else `RUST_LOG`.
+pub fn log_filter() -> Option<String> {
+    LOG.value().or_else(|| RUST_LOG.value())
+}
+
+/// The cache directory: `explicit` (`--cache-dir` or `CLAWPLANE_CACHE_DIR`),
+/// else `$XDG_CACHE_HOME/clawplane`, else `~/.cache/clawplane`.
+pub fn cache_dir(explicit: Option<PathBuf>) -> PathBuf {
+    let os = |v: EnvOnly| std::env::var_os(v.name).map(PathBuf::from);
+    explicit
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| clawplane_runtime::install::cache_dir_in(os(XDG_CACHE_HOME), os(HOME)))
+}
+
+/// This process's `PATH` (`/usr/bin:/bin` when unset).
+pub fn search_path() -> OsString {
+    std::env::var_os(PATH.name).unwrap_or_else(|| "/usr/bin:/bin".into())
+}
+
+/// What the host check for cells needs, with its time limit.
+pub fn host_check(timeout_secs: u64) -> clawplane_runtime::cell::check::HostCheck {
+    clawplane_runtime::cell::check::HostCheck {
+        search_path: search_path(),
+        scratch_dir: std::env::temp_dir(),
+        timeout: Duration::from_secs(timeout_secs.max(1)),
+    }
+}
+
+/// What a runtime started by `serve` inherits of its environment.
+pub fn child_env() -> clawplane_server::provision::local::ChildEnv {
+    let defaults = clawplane_server::provision::local::ChildEnv::default();
+    clawplane_server::provision::local::ChildEnv {
+        path: std::env::var_os(PATH.name).unwrap_or(defaults.path),
+        home: std::env::var_os(HOME.name).unwrap_or(defaults.home),
+        log: std::env::var(LOG.name).unwrap_or(defaults.log),
+    }
+}
+
+/// The S3 settings of a backup target, from the variables of [`s3_env`].
+pub fn s3_settings() -> clawplane_backup::S3Settings {
+    clawplane_backup::S3Settings::from_lookup(|name| std::env::var(name).ok())
 }
 
 /// Parses an exact USD amount for a flag.

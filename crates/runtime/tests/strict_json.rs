@@ -47,6 +47,7 @@ async fn a_restore_body_naming_a_key_twice_is_refused() {
         openclaw_version: install::DEFAULT_OPENCLAW_VERSION.into(),
         cache_dir: cache,
         backup_url: format!("file://{}", dir.path().join("backups").display()),
+        s3: Default::default(),
         backup_interval: Duration::from_secs(3600),
         keep_last: 3,
         keep_daily_days: 1,

@@ -96,6 +96,7 @@ impl S3Server {
             region: Some("us-east-1".into()),
             endpoint: Some(self.endpoint.clone()),
             allow_http: true,
+            ..S3Settings::default()
         }
     }
 }
@@ -199,6 +200,7 @@ async fn an_s3_endpoint_that_does_not_answer_fails_open_quickly_and_clearly() {
         region: None,
         endpoint: Some(format!("http://127.0.0.1:{port}")),
         allow_http: true,
+        ..S3Settings::default()
     };
     let target = BackupTarget::parse("s3://bucket/p", &settings).unwrap();
     let started = Instant::now();

@@ -30,6 +30,7 @@ pub enum SecretsCommand {
     /// Re-encrypt every stored secret under the current key (safe while the
     /// server runs). Put the old key in OPENCLAW_ENCRYPTION_KEY_PREVIOUS and
     /// the new one in OPENCLAW_ENCRYPTION_KEY first.
+    #[command(after_help = crate::config::env_help(crate::config::ROTATE_ENV))]
     Rotate {
         #[command(flatten)]
         store: StoreArgs,

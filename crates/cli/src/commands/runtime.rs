@@ -7,16 +7,21 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use clawplane_runtime::cell::check::HostCheck;
 use clawplane_runtime::cell::settings::{parse_allow, parse_size};
 use clawplane_runtime::cell::{CellSettings, Egress, Isolation};
 use clawplane_runtime::gateway::config_file::BindMode;
 use clawplane_runtime::{install, Agent, RuntimeConfig};
 use clawplane_secrets::SecretString;
 
-/// Settings of `runtime`. The tokens come from the environment only:
-/// `OPENAGENTS_SERVICE_TOKEN` (what the control plane presents) and
-/// `OPENCLAW_GATEWAY_TOKEN` (what the agent presents to the gateway).
+use crate::config::{self, EnvOnly};
+
+/// Settings of `runtime`. The tokens come from the environment only
+/// ([`config::RUNTIME_ENV`], listed by `--help`): `OPENAGENTS_SERVICE_TOKEN`
+/// (what the control plane presents) and `OPENCLAW_GATEWAY_TOKEN` (what the
+/// agent presents to the gateway).
 #[derive(Debug, Args)]
+#[command(after_help = config::runtime_env_help())]
 pub struct RuntimeArgs {
     /// Address of the `/v1` API.
     #[arg(
@@ -67,6 +72,20 @@ pub struct RuntimeArgs {
     /// Do not start the gateway with the agent (wait for POST /v1/gateway/start).
     #[arg(long, env = "CLAWPLANE_NO_AUTOSTART", default_value_t = false)]
     pub no_autostart: bool,
+    /// Where the gateway listens: `loopback`, `lan`, `tailnet` or `auto`.
+    #[arg(long, env = "OPENCLAW_BIND_MODE", default_value = "loopback")]
+    pub bind_mode: String,
+    /// The gateway's development mode (any value but empty, `0` or `false`).
+    #[arg(
+        long,
+        env = "OPENCLAW_DEV_MODE",
+        action = clap::ArgAction::Set,
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = parse_dev_mode
+    )]
+    pub dev_mode: bool,
     /// The gateway's cell.
     #[command(flatten)]
     pub cell: CellArgs,
@@ -105,6 +124,9 @@ pub struct CellArgs {
     /// (comma-separated `host:port`, IPv4 or localhost).
     #[arg(long, env = "CLAWPLANE_CELL_ALLOW", default_value = "")]
     pub cell_allow: String,
+    /// Seconds the trial cell of the start-up check may take.
+    #[arg(long, env = "CLAWPLANE_CELL_CHECK_TIMEOUT_SECS", default_value_t = HostCheck::DEFAULT_TIMEOUT.as_secs())]
+    pub cell_check_timeout_secs: u64,
 }
 
 impl CellArgs {
@@ -143,6 +165,7 @@ impl CellArgs {
             format!("--cell-disk-quota={}", self.cell_disk_quota),
             format!("--cell-egress={}", self.cell_egress),
             format!("--cell-allow={}", self.cell_allow),
+            format!("--cell-check-timeout-secs={}", self.cell_check_timeout_secs),
         ]
     }
 }
@@ -150,25 +173,25 @@ impl CellArgs {
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(args: RuntimeArgs) -> anyhow::Result<ExitCode> {
     let service_token = required_secret(
-        "OPENAGENTS_SERVICE_TOKEN",
+        config::SERVICE_TOKEN,
         "the token the control plane presents on /v1",
     )?;
     let gateway_token = required_secret(
-        "OPENCLAW_GATEWAY_TOKEN",
+        config::GATEWAY_TOKEN,
         "the token the agent presents to the OpenClaw gateway",
     )?;
-    let bind = BindMode::parse(&std::env::var("OPENCLAW_BIND_MODE").unwrap_or_default())
-        .map_err(anyhow::Error::msg)?;
-    let dev_mode = std::env::var("OPENCLAW_DEV_MODE")
-        .is_ok_and(|v| !v.trim().is_empty() && v.trim() != "0" && v.trim() != "false");
-    let provider_env = RuntimeConfig::parse_provider_env(
-        &std::env::var("OPENCLAW_PROVIDER_KEYS").unwrap_or_default(),
-    )
-    .map_err(anyhow::Error::msg)?;
+    let bind = BindMode::parse(&args.bind_mode).map_err(anyhow::Error::msg)?;
+    let provider_env =
+        RuntimeConfig::parse_provider_env(&config::PROVIDER_KEYS.value().unwrap_or_default())
+            .map_err(anyhow::Error::msg)?;
     let state_dir = std::path::absolute(&args.state_dir).context("--state-dir")?;
     let backup_url = args
         .backup_url
         .unwrap_or_else(|| format!("file://{}", state_dir.join("backups").display()));
+    // Refused here, before anything starts, with the message that says
+    // which variable is missing. The agent parses the target again.
+    let s3 = config::s3_settings();
+    clawplane_backup::BackupTarget::parse(&backup_url, &s3)?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
         format!("cannot listen on {}: the port may be in use; choose another with --listen or CLAWPLANE_RUNTIME_LISTEN", args.listen)
     })?;
@@ -186,7 +209,8 @@ pub async fn run(args: RuntimeArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let (isolation, cell) = args.cell.settings(args.cell_uid, &instance_name)?;
     if let Some(cell) = &cell {
-        clawplane_runtime::cell::check::run(cell.egress)
+        let host = config::host_check(args.cell.cell_check_timeout_secs);
+        clawplane_runtime::cell::check::run(cell.egress, &host)
             .await
             .map_err(anyhow::Error::msg)?;
     } else {
@@ -198,12 +222,13 @@ pub async fn run(args: RuntimeArgs) -> anyhow::Result<ExitCode> {
         bind,
         service_token,
         gateway_token,
-        dev_mode,
+        dev_mode: args.dev_mode,
         instance_id: args.instance_id,
         instance_type: args.instance_type,
         openclaw_version: args.openclaw_version,
-        cache_dir: args.cache_dir.unwrap_or_else(install::default_cache_dir),
+        cache_dir: config::cache_dir(args.cache_dir),
         backup_url,
+        s3,
         backup_interval: Duration::from_secs(args.backup_interval_minutes.max(1) * 60),
         keep_last: args.backup_keep_last.max(1),
         keep_daily_days: args.backup_keep_daily_days,
@@ -222,9 +247,18 @@ pub async fn run(args: RuntimeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn required_secret(name: &str, what: &str) -> anyhow::Result<SecretString> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_owned())),
-        _ => bail!("{name} is not set: set it to {what} (at least 32 random characters, e.g. `openssl rand -hex 32`)"),
+fn required_secret(var: EnvOnly, what: &str) -> anyhow::Result<SecretString> {
+    match var.value() {
+        Some(v) => Ok(SecretString::from(v)),
+        None => bail!(
+            "{} is not set: set it to {what} (at least 32 random characters, e.g. `openssl rand -hex 32`)",
+            var.name
+        ),
     }
+}
+
+/// `OPENCLAW_DEV_MODE`: on for any value but empty, `0` or `false`.
+fn parse_dev_mode(text: &str) -> Result<bool, String> {
+    let v = text.trim();
+    Ok(!v.is_empty() && v != "0" && v != "false")
 }

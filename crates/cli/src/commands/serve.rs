@@ -11,24 +11,27 @@ use clap::{Args, ValueEnum};
 use clawplane_domain::UserId;
 use clawplane_runtime::cell::Isolation;
 use clawplane_runtime::install;
-use clawplane_secrets::SecretString;
 use clawplane_server::ingress::IngressConfig;
 use clawplane_server::instances::supervision::SupervisionSettings;
 use clawplane_server::instances::{Capacity, InstanceSettings};
-use clawplane_server::provision::local::{LocalProvisioner, LocalSettings, DEFAULT_CELL_UID_BASE};
+use clawplane_server::provision::local::{
+    LocalOptions, LocalProvisioner, LocalSettings, DEFAULT_CELL_UID_BASE,
+};
 use clawplane_server::provision::static_env::{StaticProvisioner, StaticSettings};
 use clawplane_server::provision::Provisioner;
 use clawplane_server::{Application, ServerConfig};
 
 use crate::commands::runtime::CellArgs;
-use crate::config::{BillingArgs, KeyArgs, StoreArgs};
+use crate::config::{self, BillingArgs, KeyArgs, StoreArgs};
 
 /// Settings of `serve`. Keys (`OA_CONTROL_KEY`, `OA_INTERNAL_KEY`,
-/// `OPENCLAW_ENCRYPTION_KEY`) come from the environment only.
+/// `OPENCLAW_ENCRYPTION_KEY`) come from the environment only
+/// ([`config::SERVE_ENV`], listed by `--help`).
 ///
 /// The console's single-user beta mode: `OA_INTERNAL_USER_ID` (the seed's
 /// name) set, the console needs no sign-in and is that user's.
 #[derive(Debug, Args)]
+#[command(after_help = config::env_help(config::SERVE_ENV))]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CLAWPLANE_LISTEN", default_value = "127.0.0.1:8080")]
@@ -88,6 +91,41 @@ pub struct ServeArgs {
     #[arg(long, env = "CLAWPLANE_PROVISION_TIMEOUT_SECS", default_value_t = 300)]
     pub provision_timeout_secs: u64,
 
+    /// Seconds a local runtime may take to answer after it is started.
+    #[arg(
+        long,
+        env = "CLAWPLANE_RUNTIME_START_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub runtime_start_timeout_secs: u64,
+
+    /// Seconds a local runtime gets to back up and stop its gateway when it
+    /// is stopped or removed, before it is killed.
+    #[arg(
+        long,
+        env = "CLAWPLANE_RUNTIME_STOP_TIMEOUT_SECS",
+        default_value_t = 90
+    )]
+    pub runtime_stop_timeout_secs: u64,
+
+    /// Seconds a local runtime may take to answer one health check.
+    #[arg(
+        long,
+        env = "CLAWPLANE_RUNTIME_PROBE_TIMEOUT_SECS",
+        default_value_t = 2
+    )]
+    pub runtime_probe_timeout_secs: u64,
+
+    /// OpenClaw version local runtimes run (installed at the first start
+    /// when missing).
+    #[arg(long, env = "OPENCLAW_VERSION", default_value = install::DEFAULT_OPENCLAW_VERSION)]
+    pub openclaw_version: String,
+
+    /// The `static` provisioner's runtime (the seed's variables; boxed, as
+    /// is the cell, to keep `serve`'s arguments small on the stack).
+    #[command(flatten)]
+    pub static_runtime: Box<StaticArgs>,
+
     /// Where OpenClaw is installed for local runtimes (default:
     /// `$CLAWPLANE_CACHE_DIR`, `$XDG_CACHE_HOME/clawplane` or `~/.cache/clawplane`).
     #[arg(long, env = "CLAWPLANE_CACHE_DIR")]
@@ -95,7 +133,7 @@ pub struct ServeArgs {
 
     /// Every local gateway's cell.
     #[command(flatten)]
-    pub cell: CellArgs,
+    pub cell: Box<CellArgs>,
 
     /// Memory for all running instances: `auto` (the host's memory less
     /// `--capacity-reserve`), a size such as `64GiB`, or `unlimited`. Each
@@ -138,6 +176,68 @@ pub struct ServeArgs {
     /// The first uid given to a cell (each instance gets the lowest free one).
     #[arg(long, env = "CLAWPLANE_CELL_UID_BASE", default_value_t = DEFAULT_CELL_UID_BASE)]
     pub cell_uid_base: u32,
+
+    /// Seconds a sign-in or sign-up waits for its turn to hash a password
+    /// before it is answered 429.
+    #[arg(long, env = "CLAWPLANE_HASH_WAIT_SECS", default_value_t = 5)]
+    pub hash_wait_secs: u64,
+}
+
+/// The `static` provisioner's settings: the seed's variables, each also a
+/// flag. Blank values count as unset.
+#[derive(Debug, Clone, Args)]
+pub struct StaticArgs {
+    /// `static`: every instance's runtime URL.
+    #[arg(long, env = "OPENCLAW_RUNTIME_URL")]
+    pub runtime_url: Option<String>,
+    /// `static`: the runtime URL with `{user_id}` replaced by the sanitised id
+    /// (before --runtime-url).
+    #[arg(long, env = "OPENCLAW_RUNTIME_URL_TEMPLATE")]
+    pub runtime_url_template: Option<String>,
+    /// `static`: the runtime name recorded on the instance.
+    #[arg(long, env = "OPENCLAW_RUNTIME_NAME")]
+    pub runtime_name: Option<String>,
+    /// `static`: the prefix of a per-user runtime name.
+    #[arg(long, env = "OPENCLAW_RUNTIME_NAME_PREFIX")]
+    pub runtime_name_prefix: Option<String>,
+    /// `static`: the R2 bucket recorded on the instance.
+    #[arg(long, env = "OPENCLAW_R2_BUCKET")]
+    pub r2_bucket: Option<String>,
+    /// `static`: the prefix of a per-user R2 bucket.
+    #[arg(long, env = "OPENCLAW_R2_BUCKET_PREFIX")]
+    pub r2_bucket_prefix: Option<String>,
+    /// `static`: the Cloudflare account recorded on the instance.
+    #[arg(long, env = "CF_ACCOUNT_ID")]
+    pub cf_account_id: Option<String>,
+    /// `static`: the Cloudflare worker recorded on the instance.
+    #[arg(long, env = "OPENCLAW_CF_WORKER_NAME")]
+    pub cf_worker_name: Option<String>,
+    /// `static`: the Cloudflare container app recorded on the instance.
+    #[arg(long, env = "OPENCLAW_CF_CONTAINER_APP_NAME")]
+    pub cf_container_app_name: Option<String>,
+}
+
+impl StaticArgs {
+    /// The provisioner's settings, values trimmed and blank ones unset.
+    pub fn settings(&self) -> StaticSettings {
+        let value = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        StaticSettings {
+            runtime_url: value(&self.runtime_url),
+            runtime_url_template: value(&self.runtime_url_template),
+            runtime_name: value(&self.runtime_name),
+            runtime_name_prefix: value(&self.runtime_name_prefix),
+            r2_bucket: value(&self.r2_bucket),
+            r2_bucket_prefix: value(&self.r2_bucket_prefix),
+            cf_account_id: value(&self.cf_account_id),
+            cf_worker_name: value(&self.cf_worker_name),
+            cf_container_app_name: value(&self.cf_container_app_name),
+        }
+    }
 }
 
 /// The provisioners.
@@ -165,14 +265,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })?;
     let provisioner = provisioner(&args).await?;
     let config = ServerConfig {
-        control_key: secret_env("OA_CONTROL_KEY"),
-        internal_key: secret_env("OA_INTERNAL_KEY"),
+        control_key: config::CONTROL_KEY.secret(),
+        internal_key: config::INTERNAL_KEY.secret(),
         billing,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         run_jobs: !args.no_jobs,
         instances: InstanceSettings {
-            fixed_service_token: secret_env("OPENCLAW_SERVICE_TOKEN")
-                .or_else(|| secret_env("OPENAGENTS_SERVICE_TOKEN")),
+            fixed_service_token: config::FIXED_SERVICE_TOKEN
+                .secret()
+                .or_else(|| config::SERVICE_TOKEN.secret()),
             provision_timeout: Duration::from_secs(args.provision_timeout_secs.max(10)),
             capacity: capacity(&args)?,
             supervision: SupervisionSettings {
@@ -189,6 +290,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_connections: args.max_connections.max(1),
         },
         console_user: args.console_user.clone(),
+        hash_wait: Duration::from_secs(args.hash_wait_secs),
         ingress: IngressConfig {
             domain: args
                 .ingress_domain
@@ -228,24 +330,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// gateways without another step.
 async fn provisioner(args: &ServeArgs) -> anyhow::Result<Arc<dyn Provisioner>> {
     match args.provisioner {
-        ProvisionerKind::Static => Ok(Arc::new(StaticProvisioner::new(StaticSettings::from_env()))),
+        ProvisionerKind::Static => Ok(Arc::new(StaticProvisioner::new(
+            args.static_runtime.settings(),
+        ))),
         ProvisionerKind::Local => {
-            let cache_dir = args
-                .cache_dir
-                .clone()
-                .unwrap_or_else(install::default_cache_dir);
-            let version = std::env::var("OPENCLAW_VERSION")
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .unwrap_or_else(|| install::DEFAULT_OPENCLAW_VERSION.to_owned());
+            let cache_dir = config::cache_dir(args.cache_dir.clone());
+            let version = match args.openclaw_version.trim() {
+                "" => install::DEFAULT_OPENCLAW_VERSION.to_owned(),
+                v => v.to_owned(),
+            };
             if install::find(&cache_dir, &version).is_err() {
                 tracing::info!(
                     version,
                     "OpenClaw is not installed yet: installing it (first start only)"
                 );
-                let (cache, v) = (cache_dir.clone(), version.clone());
+                let (cache, v, path) = (cache_dir.clone(), version.clone(), config::search_path());
                 let result = tokio::task::spawn_blocking(move || {
-                    install::install(&cache, &v, &mut |line| tracing::info!("{line}"))
+                    install::install(&cache, &v, &path, &mut |line| tracing::info!("{line}"))
                 })
                 .await?;
                 if let Err(e) = result {
@@ -255,16 +356,21 @@ async fn provisioner(args: &ServeArgs) -> anyhow::Result<Arc<dyn Provisioner>> {
             let cell_uid_base = cells(args).await?;
             let binary = std::env::current_exe()
                 .context("cannot find the clawplane binary to run runtimes")?;
-            Ok(Arc::new(LocalProvisioner::new(LocalSettings {
+            let settings = LocalSettings {
                 data_dir: std::path::absolute(&args.store.data_dir)
                     .context("cannot resolve the data directory")?,
                 binary,
                 cache_dir,
-                start_timeout: Duration::from_secs(60),
-                stop_timeout: Duration::from_secs(90),
+                start_timeout: Duration::from_secs(args.runtime_start_timeout_secs.max(1)),
+                stop_timeout: Duration::from_secs(args.runtime_stop_timeout_secs.max(1)),
                 cell_uid_base,
                 runtime_args: args.cell.to_args(),
-            })))
+            };
+            let options = LocalOptions {
+                child_env: config::child_env(),
+                probe_timeout: Duration::from_secs(args.runtime_probe_timeout_secs.max(1)),
+            };
+            Ok(Arc::new(LocalProvisioner::with_options(settings, options)))
         }
     }
 }
@@ -325,7 +431,8 @@ async fn cells(args: &ServeArgs) -> anyhow::Result<Option<u32>> {
     let (isolation, settings) = args.cell.settings(args.cell_uid_base, "serve")?;
     match (isolation, settings) {
         (Isolation::Cell, Some(settings)) => {
-            if let Err(why) = clawplane_runtime::cell::check::run(settings.egress).await {
+            let host = config::host_check(args.cell.cell_check_timeout_secs);
+            if let Err(why) = clawplane_runtime::cell::check::run(settings.egress, &host).await {
                 anyhow::bail!(
                     "cells do not work on this host, so clawplane will not host anyone: {why}"
                 );
@@ -350,13 +457,6 @@ async fn cells(args: &ServeArgs) -> anyhow::Result<Option<u32>> {
 
 fn parse_user_id(s: &str) -> Result<UserId, String> {
     UserId::parse(s.trim()).map_err(|e| e.to_string())
-}
-
-fn secret_env(name: &str) -> Option<SecretString> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .map(SecretString::from)
 }
 
 /// Resolves on SIGINT or SIGTERM.

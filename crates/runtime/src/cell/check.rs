@@ -7,7 +7,7 @@
 //! gateway gets.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::settings::MIN_CELL_UID;
@@ -24,8 +24,25 @@ const TOOLS: &[(&str, &str)] = &[
     ("ip", "iproute2"),
 ];
 
+/// What the check needs from the host's environment, passed in by the CLI.
+#[derive(Debug, Clone)]
+pub struct HostCheck {
+    /// Where the cell's programs are looked for (the caller's `PATH`; `/usr/sbin`
+    /// and `/sbin` are searched after it).
+    pub search_path: OsString,
+    /// Where the trial cell's files are written (the caller's temporary directory).
+    pub scratch_dir: PathBuf,
+    /// How long the trial cell may take (default 20 s).
+    pub timeout: Duration,
+}
+
+impl HostCheck {
+    /// The default time a trial cell may take.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+}
+
 /// Checks that cells work here. `Err` says what is missing.
-pub async fn run(egress: Egress) -> Result<(), String> {
+pub async fn run(egress: Egress, host: &HostCheck) -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("cells need root, to give every instance a uid of its own: run clawplane as root (it drops each gateway to an unprivileged uid), or choose --isolation none for one trusted user".into());
     }
@@ -35,7 +52,7 @@ pub async fn run(egress: Egress) -> Result<(), String> {
         tools.push(("slirp4netns", "slirp4netns"));
     }
     for (tool, package) in tools {
-        if which(tool).is_none() {
+        if which(tool, &host.search_path).is_none() {
             missing.push(format!("{tool} (Debian package {package})"));
         }
     }
@@ -48,8 +65,8 @@ pub async fn run(egress: Egress) -> Result<(), String> {
     let name = format!("check-{}", std::process::id());
     let settings = CellSettings::new(MIN_CELL_UID, &name)?;
     let probe = cgroup::CellCgroup::create(&settings)?;
-    let dir = std::env::temp_dir().join(format!("clawplane-cell-{name}"));
-    let result = trial(&dir, &settings, &probe).await;
+    let dir = host.scratch_dir.join(format!("clawplane-cell-{name}"));
+    let result = trial(&dir, &settings, &probe, host.timeout).await;
     let _ = std::fs::remove_dir_all(&dir);
     drop(probe);
     result
@@ -59,6 +76,7 @@ async fn trial(
     dir: &Path,
     settings: &CellSettings,
     probe: &cgroup::CellCgroup,
+    timeout: Duration,
 ) -> Result<(), String> {
     let installation = Installation {
         version: "check".into(),
@@ -82,9 +100,14 @@ async fn trial(
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output();
-    let output = tokio::time::timeout(Duration::from_secs(20), output)
+    let output = tokio::time::timeout(timeout, output)
         .await
-        .map_err(|_| "a trial cell did not finish within 20 s".to_owned())?
+        .map_err(|_| {
+            format!(
+                "a trial cell did not finish within {} s (a slow host may need a longer --cell-check-timeout-secs)",
+                timeout.as_secs_f64()
+            )
+        })?
         .map_err(|e| format!("cannot start a trial cell: {e}"))?;
     let uid = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     if !output.status.success() || uid != settings.uid.to_string() {
@@ -97,10 +120,15 @@ async fn trial(
     Ok(())
 }
 
-/// The program's path on `PATH`, if any.
-pub fn which(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
-    std::env::split_paths(&path)
+/// The program's path on `search_path` (a `PATH`; `/usr/bin:/bin` when
+/// empty), then `/usr/sbin` and `/sbin`, if any.
+pub fn which(program: &str, search_path: &std::ffi::OsStr) -> Option<PathBuf> {
+    let path = if search_path.is_empty() {
+        std::ffi::OsStr::new("/usr/bin:/bin")
+    } else {
+        search_path
+    };
+    std::env::split_paths(path)
         .chain(["/usr/sbin".into(), "/sbin".into()])
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())

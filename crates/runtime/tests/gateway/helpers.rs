@@ -83,6 +83,7 @@ pub async fn spawn_agent_with(
         openclaw_version: install::DEFAULT_OPENCLAW_VERSION.into(),
         cache_dir: install::default_cache_dir(),
         backup_url,
+        s3: Default::default(),
         backup_interval: Duration::from_secs(3600),
         keep_last: 10,
         keep_daily_days: 7,

@@ -23,6 +23,7 @@
 //! nothing of its cell outlives it).
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -75,9 +76,52 @@ pub struct LocalSettings {
     pub runtime_args: Vec<String>,
 }
 
+/// What the local provisioner takes besides [`LocalSettings`]; the
+/// defaults suit tests and benchmarks, `serve` passes its own.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// What every runtime's environment (built from scratch) gets of `serve`'s.
+    pub child_env: ChildEnv,
+    /// How long a runtime may take to answer one `/healthz` (default 2 s).
+    pub probe_timeout: Duration,
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        LocalOptions {
+            child_env: ChildEnv::default(),
+            probe_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The variables a runtime inherits from `serve` (the CLI reads them from
+/// its own environment); everything else in the runtime's environment is
+/// set by the provisioner.
+#[derive(Debug, Clone)]
+pub struct ChildEnv {
+    /// `PATH` (default `/usr/local/bin:/usr/bin:/bin`).
+    pub path: OsString,
+    /// `HOME` (default `/root`).
+    pub home: OsString,
+    /// `CLAWPLANE_LOG`, the runtime's log filter (default `info`).
+    pub log: String,
+}
+
+impl Default for ChildEnv {
+    fn default() -> Self {
+        ChildEnv {
+            path: "/usr/local/bin:/usr/bin:/bin".into(),
+            home: "/root".into(),
+            log: "info".into(),
+        }
+    }
+}
+
 /// Runs runtimes as child processes.
 pub struct LocalProvisioner {
     settings: LocalSettings,
+    options: LocalOptions,
     http: reqwest::Client,
     /// One provisioning step at a time, so a runtime is never started twice.
     lock: Mutex<()>,
@@ -88,10 +132,15 @@ pub struct LocalProvisioner {
 }
 
 impl LocalProvisioner {
-    /// A provisioner over `settings`.
+    /// A provisioner over `settings`, with the default [`LocalOptions`].
     pub fn new(settings: LocalSettings) -> Self {
+        Self::with_options(settings, LocalOptions::default())
+    }
+
+    /// A provisioner over `settings` and `options`.
+    pub fn with_options(settings: LocalSettings, options: LocalOptions) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
+            .timeout(options.probe_timeout)
             .pool_idle_timeout(Duration::from_secs(5))
             .no_proxy()
             .build()
@@ -99,6 +148,7 @@ impl LocalProvisioner {
         let (exits, exits_rx) = mpsc::unbounded_channel();
         LocalProvisioner {
             settings,
+            options,
             http,
             lock: Mutex::new(()),
             stopping: Arc::default(),
@@ -288,21 +338,13 @@ impl LocalProvisioner {
             Some(uid) => command.args(["--isolation=cell".to_owned(), format!("--cell-uid={uid}")]),
             None => command.arg("--isolation=none"),
         };
+        let inherited = &self.options.child_env;
         command
             .env_clear()
-            .env(
-                "PATH",
-                std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
-            )
-            .env(
-                "HOME",
-                std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
-            )
+            .env("PATH", &inherited.path)
+            .env("HOME", &inherited.home)
             .env("CLAWPLANE_CACHE_DIR", &self.settings.cache_dir)
-            .env(
-                "CLAWPLANE_LOG",
-                std::env::var("CLAWPLANE_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env("CLAWPLANE_LOG", &inherited.log)
             .env(
                 "OPENAGENTS_SERVICE_TOKEN",
                 secrets.service_token.expose_secret(),
@@ -398,7 +440,10 @@ impl Provisioner for LocalProvisioner {
         if self.answers(&record, instance.id).await {
             RuntimeHealth::Alive
         } else {
-            RuntimeHealth::Unresponsive("it runs but did not answer /healthz within 2 s".into())
+            RuntimeHealth::Unresponsive(format!(
+                "it runs but did not answer /healthz within {} s",
+                self.options.probe_timeout.as_secs_f64()
+            ))
         }
     }
 

@@ -1,16 +1,16 @@
 //! The seed's provisioner: the runtime already exists somewhere, and its URL
-//! and names come from the environment (`OPENCLAW_RUNTIME_URL` or
-//! `OPENCLAW_RUNTIME_URL_TEMPLATE` with `{user_id}`, `OPENCLAW_RUNTIME_NAME`
-//! or `_PREFIX`, `OPENCLAW_R2_BUCKET` or `_PREFIX`, `CF_ACCOUNT_ID`,
-//! `OPENCLAW_CF_WORKER_NAME`, `OPENCLAW_CF_CONTAINER_APP_NAME`). Ids are
-//! sanitised to `[a-z0-9-]`.
+//! and names are configured (the CLI reads the seed's variables
+//! `OPENCLAW_RUNTIME_URL` or `OPENCLAW_RUNTIME_URL_TEMPLATE` with `{user_id}`,
+//! `OPENCLAW_RUNTIME_NAME` or `_PREFIX`, `OPENCLAW_R2_BUCKET` or `_PREFIX`,
+//! `CF_ACCOUNT_ID`, `OPENCLAW_CF_WORKER_NAME`, `OPENCLAW_CF_CONTAINER_APP_NAME`
+//! into [`StaticSettings`]). Ids are sanitised to `[a-z0-9-]`.
 
 use async_trait::async_trait;
 use clawplane_domain::{Instance, InstanceFields, RuntimeName};
 
 use super::{ProvisionError, Provisioner, RuntimeSecrets};
 
-/// The seed's settings.
+/// The seed's settings; empty values are `None` (the CLI trims them).
 #[derive(Debug, Clone, Default)]
 pub struct StaticSettings {
     /// `OPENCLAW_RUNTIME_URL`.
@@ -31,29 +31,6 @@ pub struct StaticSettings {
     pub cf_worker_name: Option<String>,
     /// `OPENCLAW_CF_CONTAINER_APP_NAME`.
     pub cf_container_app_name: Option<String>,
-}
-
-impl StaticSettings {
-    /// Reads the seed's environment variables.
-    pub fn from_env() -> Self {
-        let var = |n: &str| {
-            std::env::var(n)
-                .ok()
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        StaticSettings {
-            runtime_url: var("OPENCLAW_RUNTIME_URL"),
-            runtime_url_template: var("OPENCLAW_RUNTIME_URL_TEMPLATE"),
-            runtime_name: var("OPENCLAW_RUNTIME_NAME"),
-            runtime_name_prefix: var("OPENCLAW_RUNTIME_NAME_PREFIX"),
-            r2_bucket: var("OPENCLAW_R2_BUCKET"),
-            r2_bucket_prefix: var("OPENCLAW_R2_BUCKET_PREFIX"),
-            cf_account_id: var("CF_ACCOUNT_ID"),
-            cf_worker_name: var("OPENCLAW_CF_WORKER_NAME"),
-            cf_container_app_name: var("OPENCLAW_CF_CONTAINER_APP_NAME"),
-        }
-    }
 }
 
 /// Records the configured runtime for each instance.
