@@ -17,7 +17,7 @@ use clawplane_secrets::{
 };
 use clawplane_server::provision::static_env::{StaticProvisioner, StaticSettings};
 use clawplane_server::{Application, ServerConfig};
-use clawplane_store::{Backend, NewInstance, Store};
+use clawplane_store::{Backend, NewInstance, PassKind, Store};
 use clawplane_testkit::TestDb;
 
 use crate::wire::{self, RawRequest, Reply};
@@ -111,23 +111,25 @@ impl App {
     /// "Open OpenClaw" makes one, but good for an hour instead of a minute,
     /// so a long fuzzing run never outlives it.
     pub fn new_pass(&self) -> String {
-        self.session(&format!("handoff:{RUNTIME_NAME}"), 3600)
+        self.pass(PassKind::Handoff, 3600)
     }
 
     /// A fresh door cookie value of the owner for the instance's host.
     pub fn new_door_cookie(&self) -> String {
-        self.session(&format!("door:{RUNTIME_NAME}"), 12 * 3600)
+        self.pass(PassKind::Door, 12 * 3600)
     }
 
-    fn session(&self, purpose: &str, seconds: i64) -> String {
+    fn pass(&self, kind: PassKind, seconds: i64) -> String {
         let token = generate_token();
         let token = token.expose_secret().to_owned();
+        let owner = UserId::parse(&self.owner.id).expect("the owner's id");
         self.runtime.block_on(async {
             self.store
-                .create_session(
+                .create_door_pass(
                     &api_token_digest(&token),
-                    &self.owner,
-                    purpose,
+                    &owner,
+                    kind,
+                    RUNTIME_NAME,
                     chrono::Utc::now() + chrono::Duration::seconds(seconds),
                 )
                 .await

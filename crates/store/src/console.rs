@@ -1,10 +1,9 @@
 //! Console accounts and sessions. Sessions are looked up by the SHA-256
 //! digest of their cookie; the cookie itself is never stored.
 //!
-//! The same table holds the passes of an instance's door (rows whose
-//! form-token field starts with `handoff:` or `door:`, see [`PassKind`]):
-//! they are counted and trimmed per account here, so no account can grow
-//! the table without bound.
+//! The passes of an instance's door are not sessions: they have their own
+//! table ([`crate::door_passes`]); signing out deletes both
+//! ([`Store::delete_session_and_passes`]).
 
 use chrono::{DateTime, Utc};
 use clawplane_domain::{Account, Email};
@@ -21,29 +20,6 @@ pub struct SessionRecord {
     pub account: Account,
     /// The token every form of this session must carry.
     pub csrf_token: String,
-}
-
-/// The two kinds of pass a console session hands out, told apart by the
-/// start of their form-token field (the server's `ingress::door` writes
-/// them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PassKind {
-    /// A one-time pass from the console to an instance's door
-    /// (`handoff:<runtime_name>`).
-    Handoff,
-    /// A door cookie of an instance's host (`door:<runtime_name>`).
-    Door,
-}
-
-impl PassKind {
-    /// The `LIKE` pattern of this kind's form-token field (a fixed string,
-    /// never built from input).
-    fn pattern(self) -> &'static str {
-        match self {
-            PassKind::Handoff => "handoff:%",
-            PassKind::Door => "door:%",
-        }
-    }
 }
 
 impl Store {
@@ -139,78 +115,34 @@ impl Store {
         .transpose()
     }
 
-    /// Deletes one session or pass (a pass is used once); unknown digests
-    /// are ignored. Expired rows are [`Store::delete_expired_sessions`]'s.
-    pub async fn delete_session(&self, digest: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM console_sessions WHERE digest = $1")
-            .bind(digest.to_owned())
-            .execute(&self.write)
-            .await?;
-        Ok(())
-    }
-
-    /// Signs out: deletes this session and every pass of its account (the
-    /// one-time passes and door cookies, whose form-token field starts with
-    /// `handoff:` or `door:`), so the account's gateway doors close with the
-    /// console. Other accounts' rows and the account's other console
-    /// sessions are kept; unknown digests are ignored.
+    /// Signs out: deletes this session and every door pass and door cookie
+    /// of its account, in one transaction, so the account's gateway doors
+    /// close with the console. Other accounts' rows and the account's other
+    /// console sessions are kept; unknown digests are ignored.
     pub async fn delete_session_and_passes(&self, digest: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
-            "DELETE FROM console_sessions \
-             WHERE user_id IN (SELECT user_id FROM console_sessions WHERE digest = $1) \
-             AND (digest = $1 OR csrf_token LIKE 'handoff:%' OR csrf_token LIKE 'door:%')",
+            "DELETE FROM door_passes \
+             WHERE user_id IN (SELECT user_id FROM console_sessions WHERE digest = $1)",
         )
         .bind(digest.to_owned())
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM console_sessions WHERE digest = $1")
+            .bind(digest.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Deletes every expired session, pass and door cookie; returns how
-    /// many rows went.
+    /// Deletes every expired console session; returns how many went (door
+    /// passes are [`Store::delete_expired_door_passes`]'s).
     pub async fn delete_expired_sessions(&self) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1")
             .bind(to_millis(now()))
             .execute(&self.write)
             .await?;
-        Ok(done.rows_affected())
-    }
-
-    /// How many live (not expired) passes of `kind` the account `user_id` holds.
-    pub async fn live_passes(&self, user_id: &str, kind: PassKind) -> Result<u64, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM console_sessions \
-             WHERE user_id = $1 AND csrf_token LIKE $2 AND expires_at > $3",
-        )
-        .bind(user_id.to_owned())
-        .bind(kind.pattern())
-        .bind(to_millis(now()))
-        .fetch_one(&self.read)
-        .await?;
-        let n: i64 = row.try_get("n")?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
-    /// Keeps the account's `keep` newest passes of `kind` and deletes the
-    /// others (expired or not); returns how many went. Other accounts' rows,
-    /// the other kind and console sessions are untouched.
-    pub async fn keep_newest_passes(
-        &self,
-        user_id: &str,
-        kind: PassKind,
-        keep: u32,
-    ) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM console_sessions WHERE user_id = $1 AND csrf_token LIKE $2 \
-             AND digest NOT IN (SELECT digest FROM console_sessions \
-             WHERE user_id = $1 AND csrf_token LIKE $2 \
-             ORDER BY created_at DESC, expires_at DESC, digest DESC LIMIT $3)",
-        )
-        .bind(user_id.to_owned())
-        .bind(kind.pattern())
-        .bind(i64::from(keep))
-        .execute(&self.write)
-        .await?;
         Ok(done.rows_affected())
     }
 }

@@ -16,13 +16,15 @@
 //! - [`vault`]: plaintext in and out, sealing with the key ring (rotation too);
 //! - [`ledger`]: credit ledger entries and per-user balances;
 //! - [`access`]: per-user API tokens (digests only) and the audit log;
-//! - [`console`]: console accounts and sessions (digests only).
+//! - [`console`]: console accounts and sessions (digests only);
+//! - [`door_passes`]: the passes and cookies of instances' doors (digests only).
 //!
 //! [`SealedSecret`]: clawplane_secrets::SealedSecret
 
 pub mod access;
 pub mod connect;
 pub mod console;
+pub mod door_passes;
 pub mod error;
 pub mod instances;
 pub mod ledger;
@@ -34,6 +36,7 @@ mod time;
 pub use access::{NewAudit, MAX_TOKENS_PER_USER};
 pub use connect::{Backend, Store, StoreOptions};
 pub use console::SessionRecord;
+pub use door_passes::PassKind;
 pub use error::StoreError;
 pub use instances::NewInstance;
 pub use ledger::{Appended, BalanceMismatch, CursorAdvance, NewEntry, VerifyReport};

@@ -7,7 +7,7 @@
 //! [`super::throttle`]).
 //!
 //! Signing out also closes the account's gateway doors (its passes and door
-//! cookies, `crate::ingress::door`), and a sweeper deletes expired sessions,
+//! cookies, [`crate::door_passes`]), and a sweeper deletes expired sessions,
 //! passes and door cookies on a schedule ([`spawn_sweeper`]).
 
 use std::collections::HashMap;
@@ -80,8 +80,9 @@ impl FromRequestParts<AppState> for Session {
             .session(&api_token_digest(cookie.value()))
             .await
             .map_err(|e| ConsoleError::from(e).into_response())?;
-        // A pass to an instance's door is not a console session.
-        let Some(record) = record.filter(|r| !crate::ingress::door::is_pass(&r.csrf_token)) else {
+        // A pass to an instance's door is not a console session: passes
+        // live in their own table, so no lookup here finds one.
+        let Some(record) = record else {
             return Err(Redirect::to("/console/sign-in").into_response());
         };
         let user = UserId::parse(&record.account.id)
@@ -211,7 +212,9 @@ pub async fn end_session(state: &AppState, jar: CookieJar) -> Result<CookieJar, 
 /// Deletes every expired console session, pass and door cookie; returns how
 /// many went.
 pub async fn sweep_expired(store: &Store) -> Result<u64, StoreError> {
-    store.delete_expired_sessions().await
+    let sessions = store.delete_expired_sessions().await?;
+    let passes = store.delete_expired_door_passes().await?;
+    Ok(sessions + passes)
 }
 
 /// Runs [`sweep_expired`] at once and then every `interval` until `shutdown`

@@ -17,39 +17,27 @@
 //! - **Devices** (no browser markers: phone apps, CLI nodes): passed to the
 //!   gateway's own token-and-pairing flow.
 //!
-//! Passes are console sessions of the owner's account whose form-token
-//! field names their purpose and host (`handoff:<runtime_name>`,
-//! `door:<runtime_name>`); the console refuses them as sessions. Signing
-//! out of the console deletes every pass and door cookie of the account, so
-//! its browsers are refused at their next request here; expired ones are
-//! swept on a schedule (`crate::console::session::spawn_sweeper`).
+//! Passes and door cookies are the owner's account's, each bound to one
+//! host, in their own table ([`crate::door_passes`], through which the
+//! console issues passes too). Signing out of the console deletes every
+//! pass and door cookie of the account, so its browsers are refused at
+//! their next request here; expired ones are swept on a schedule with the
+//! console's sessions.
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::{Cookie, SameSite};
 use axum_extra::extract::CookieJar;
-use clawplane_domain::{Account, Instance};
-use clawplane_secrets::{api_token_digest, generate_token, ExposeSecret};
+use clawplane_domain::Instance;
+use clawplane_secrets::ExposeSecret;
 use clawplane_store::StoreError;
 
-use crate::console::session;
+pub use crate::door_passes::DOOR_PATH;
+use crate::door_passes::{self, DOOR_LIFETIME};
 use crate::state::AppState;
 
-/// The path on an instance's host where the console's pass is exchanged for
-/// the door cookie.
-pub const DOOR_PATH: &str = "/__clawplane/door";
 /// The cookie of the owner's browser on an instance's host.
 pub const DOOR_COOKIE: &str = "clawplane_door";
-/// How long the console's pass is good for.
-const HANDOFF_SECS: i64 = 60;
-/// How long the door cookie is good for.
-const DOOR_HOURS: i64 = 12;
-
-/// Whether a console session's form-token field marks it as a pass, not a
-/// console session (the store's `delete_session_and_passes` matches the
-/// same two marks).
-pub fn is_pass(csrf_field: &str) -> bool {
-    csrf_field.starts_with("handoff:") || csrf_field.starts_with("door:")
-}
 
 /// Who is at the door.
 #[derive(Debug, PartialEq, Eq)]
@@ -188,35 +176,12 @@ pub async fn visitor(
             Visitor::Device
         });
     };
-    let door = format!("door:{runtime_name}");
-    let pass = state
-        .store
-        .session(&api_token_digest(cookie.value()))
-        .await?;
-    Ok(match pass.filter(|p| p.csrf_token == door) {
-        Some(p) if p.account.id == instance.user_id.as_str() => Visitor::Owner,
+    let owner = door_passes::door_owner(&state.store, cookie.value(), runtime_name).await?;
+    Ok(match owner {
+        Some(owner) if owner == instance.user_id => Visitor::Owner,
         Some(_) => Visitor::Refused(StatusCode::FORBIDDEN, NOT_YOURS),
         None => Visitor::Refused(StatusCode::UNAUTHORIZED, SIGN_IN_FIRST),
     })
-}
-
-/// A one-minute pass for `account` to `runtime_name`'s door.
-pub async fn handoff(
-    state: &AppState,
-    account: &Account,
-    runtime_name: &str,
-) -> Result<String, StoreError> {
-    let token = generate_token();
-    state
-        .store
-        .create_session(
-            &api_token_digest(token.expose_secret()),
-            account,
-            &format!("handoff:{runtime_name}"),
-            chrono::Utc::now() + chrono::Duration::seconds(HANDOFF_SECS),
-        )
-        .await?;
-    Ok(token.expose_secret().to_owned())
 }
 
 /// `POST /__clawplane/door` on an instance's host: the console's pass
@@ -239,7 +204,6 @@ pub async fn enter(
         .get("pass")
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .ok_or((StatusCode::BAD_REQUEST, SIGN_IN_FIRST))?;
-    let digest = api_token_digest(pass);
     let busy = |e: StoreError| {
         tracing::warn!(error = %e, "door pass lookup failed");
         (
@@ -247,38 +211,41 @@ pub async fn enter(
             "The service is busy. Try again in a moment.",
         )
     };
-    let record = state
-        .store
-        .session(&digest)
+    // A pass is used once, whatever happens next.
+    let owner = door_passes::take_handoff(&state.store, pass, runtime_name)
         .await
         .map_err(busy)?
-        .filter(|r| r.csrf_token == format!("handoff:{runtime_name}"))
         .ok_or((StatusCode::UNAUTHORIZED, SIGN_IN_FIRST))?;
-    // A pass is used once, whatever happens next.
-    state.store.delete_session(&digest).await.map_err(busy)?;
-    if record.account.id != instance.user_id.as_str() {
+    if owner != instance.user_id {
         return Err((StatusCode::FORBIDDEN, NOT_YOURS));
     }
-    let token = generate_token();
-    state
-        .store
-        .create_session(
-            &api_token_digest(token.expose_secret()),
-            &record.account,
-            &format!("door:{runtime_name}"),
-            chrono::Utc::now() + chrono::Duration::hours(DOOR_HOURS),
-        )
+    let token = door_passes::issue_door(&state.store, &owner, runtime_name)
         .await
         .map_err(busy)?;
-    let mut cookie = session::cookie(DOOR_COOKIE, token.expose_secret().to_owned(), headers);
-    cookie.set_max_age(time::Duration::hours(DOOR_HOURS));
-    let jar = CookieJar::new().add(cookie);
+    let jar = CookieJar::new().add(door_cookie(token.expose_secret().to_owned(), headers));
     Ok((
         jar,
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
         Redirect::to("/"),
     )
         .into_response())
+}
+
+/// The door cookie, with the attributes of every clawplane cookie (whole
+/// site, `HttpOnly`, `SameSite=Lax`, `Secure` when `X-Forwarded-Proto` says
+/// `https`, as the console's session cookie), for as long as it lives.
+fn door_cookie(value: String, headers: &HeaderMap) -> Cookie<'static> {
+    let behind_tls = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let mut cookie = Cookie::build((DOOR_COOKIE, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(behind_tls)
+        .build();
+    cookie.set_max_age(time::Duration::seconds(DOOR_LIFETIME.num_seconds()));
+    cookie
 }
 
 /// The request's `Cookie` header without the door cookie (the gateway never
@@ -400,9 +367,14 @@ mod tests {
     }
 
     #[test]
-    fn passes_are_not_console_sessions() {
-        assert!(is_pass("door:oc-ana"));
-        assert!(is_pass("handoff:oc-ana"));
-        assert!(!is_pass("3q2+7w"));
+    fn the_door_cookie_is_http_only_and_secure_behind_tls() {
+        let plain = door_cookie("v".into(), &HeaderMap::new());
+        assert_eq!(plain.http_only(), Some(true));
+        assert_eq!(plain.same_site(), Some(SameSite::Lax));
+        assert_eq!(plain.path(), Some("/"));
+        assert_eq!(plain.secure(), Some(false));
+        assert_eq!(plain.max_age(), Some(time::Duration::hours(12)));
+        let h = with("x-forwarded-proto".parse().unwrap(), "HTTPS");
+        assert_eq!(door_cookie("v".into(), &h).secure(), Some(true));
     }
 }

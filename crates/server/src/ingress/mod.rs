@@ -13,7 +13,6 @@
 //! `X-Forwarded-Proto` says so): with the ingress domain and the `Host`'s
 //! port it makes the origins the door judges `Origin` by ([`door::Site`]).
 
-mod address;
 pub mod door;
 
 use std::net::{IpAddr, SocketAddr};
@@ -24,10 +23,11 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use clawplane_domain::{InstanceStatus, RuntimeName};
+use clawplane_http::v1::headers;
 use clawplane_proxy::{Limits, Upstream};
 use clawplane_secrets::ExposeSecret;
 
-pub use address::client_address;
+pub use crate::peer::{client_address, port_suffix};
 
 use crate::state::AppState;
 
@@ -186,17 +186,17 @@ async fn forward(
         .map_err(|_| unavailable("This instance cannot be reached right now."))?;
     token.set_sensitive(true);
     let mut set_headers = HeaderMap::new();
-    set_headers.insert(HeaderName::from_static("x-openagents-service-token"), token);
+    set_headers.insert(headers::SERVICE_TOKEN, token);
     set_headers.insert(
-        HeaderName::from_static("x-forwarded-for"),
+        headers::FORWARDED_FOR,
         HeaderValue::from_str(&client.to_string()).expect("an address is a header value"),
     );
-    set_headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(proto),
-    );
+    set_headers.insert(headers::FORWARDED_PROTO, HeaderValue::from_static(proto));
     if owner {
-        set_headers.insert(OWNER_HEADER, HeaderValue::from_static("1"));
+        set_headers.insert(
+            OWNER_HEADER,
+            HeaderValue::from_static(headers::GATEWAY_OWNER_YES),
+        );
     }
     let upstream = Upstream {
         authority,
@@ -233,7 +233,7 @@ fn scheme(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> &'static str
 
 /// The header with which `serve` tells the runtime the owner is signed in
 /// (the runtime's `api::owner`).
-const OWNER_HEADER: HeaderName = HeaderName::from_static("x-openagents-gateway-owner");
+const OWNER_HEADER: HeaderName = headers::GATEWAY_OWNER;
 
 /// [`door::DOOR_PATH`]: only the console's form post, with a small body.
 async fn enter_door(
@@ -267,18 +267,6 @@ fn split_runtime_url(url: &str) -> Option<(String, String)> {
         None => (rest, ""),
     };
     (!authority.is_empty()).then(|| (authority.to_owned(), path.to_owned()))
-}
-
-/// `:8080` when the request's `Host` names a port, else empty.
-pub fn port_suffix(headers: &HeaderMap) -> String {
-    headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.rsplit_once(':'))
-        .map(|(_, p)| p)
-        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        .map(|p| format!(":{p}"))
-        .unwrap_or_default()
 }
 
 #[derive(Template)]

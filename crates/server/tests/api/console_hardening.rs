@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use clawplane_domain::{Email, InstanceFields, InstanceStatus, UserId};
 use clawplane_secrets::{EncryptionKey, KeyRing, SecretString};
-use clawplane_server::console::open::{MAX_DOORS, MAX_HANDOFFS};
 use clawplane_server::console::session::sweep_expired;
+use clawplane_server::door_passes::{MAX_DOORS, MAX_HANDOFFS};
 use clawplane_server::{Application, ServerConfig};
-use clawplane_store::console::PassKind;
-use clawplane_store::{Backend, NewInstance};
+use clawplane_store::{Backend, NewInstance, PassKind};
 use clawplane_testkit::TestDb;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Response, StatusCode};
@@ -365,7 +364,10 @@ async fn open_passes_are_bounded_per_account(backend: Backend) {
     }
     let live = |id: String, kind| {
         let store = app.store.clone();
-        async move { store.live_passes(&id, kind).await.unwrap() }
+        async move {
+            let user = UserId::parse(&id).unwrap();
+            store.live_door_passes(&user, kind).await.unwrap()
+        }
     };
     assert_eq!(
         live(anas.clone(), PassKind::Handoff).await,
@@ -425,20 +427,31 @@ async fn an_expired_pass_is_swept_and_a_live_one_kept() {
         .await
         .unwrap()
         .unwrap();
+    let user = UserId::parse(&account.id).unwrap();
     let live = app.pass(&ana).await;
     let expired_at = chrono::Utc::now() - chrono::Duration::seconds(1);
-    app.store
-        .create_session("an-expired-pass", &account, "handoff:oc-ana", expired_at)
-        .await
-        .unwrap();
+    let expired = |store: clawplane_store::Store| {
+        let user = user.clone();
+        async move {
+            store
+                .create_door_pass(
+                    "an-expired-pass",
+                    &user,
+                    PassKind::Handoff,
+                    "oc-ana",
+                    expired_at,
+                )
+                .await
+        }
+    };
+    expired(app.store.clone()).await.unwrap();
     assert_eq!(
         sweep_expired(&app.store).await.unwrap(),
         1,
         "the expired one"
     );
     // Swept, its digest is free again.
-    app.store
-        .create_session("an-expired-pass", &account, "handoff:oc-ana", expired_at)
+    expired(app.store.clone())
         .await
         .expect("the expired row is gone");
     assert_eq!(

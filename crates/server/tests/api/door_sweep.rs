@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use clawplane_domain::{Account, Email};
+use clawplane_domain::{Account, Email, UserId};
 use clawplane_server::console::session::{spawn_sweeper, sweep_expired};
-use clawplane_store::{Backend, Store};
+use clawplane_store::{Backend, PassKind, Store};
 use clawplane_testkit::TestDb;
 use reqwest::{Response, StatusCode};
 use tokio_util::sync::CancellationToken;
@@ -136,24 +136,41 @@ async fn the_sweep_removes_expired_rows_and_keeps_live_ones(backend: Backend) {
     let bob = account(store, "bob@example.com").await;
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     let earlier = chrono::Utc::now() - chrono::Duration::seconds(1);
-    for (digest, who, mark, expires) in [
-        ("live-session", &ana, "csrf-token", later),
-        ("live-door", &ana, "door:oc-ana", later),
-        ("old-session", &ana, "csrf-token", earlier),
-        ("old-pass", &ana, "handoff:oc-ana", earlier),
-        ("old-door", &bob, "door:oc-bob", earlier),
+    for (digest, who, expires) in [
+        ("live-session", &ana, later),
+        ("old-session", &ana, earlier),
     ] {
         store
-            .create_session(digest, who, mark, expires)
+            .create_session(digest, who, "csrf-token", expires)
+            .await
+            .unwrap();
+    }
+    for (digest, who, kind, host, expires) in [
+        ("live-door", &ana, PassKind::Door, "oc-ana", later),
+        ("old-pass", &ana, PassKind::Handoff, "oc-ana", earlier),
+        ("old-door", &bob, PassKind::Door, "oc-bob", earlier),
+    ] {
+        store
+            .create_door_pass(digest, &user_id(who), kind, host, expires)
             .await
             .unwrap();
     }
 
     assert_eq!(sweep_expired(store).await.unwrap(), 3, "the expired three");
     assert_eq!(sweep_expired(store).await.unwrap(), 0, "nothing is left");
-    for digest in ["live-session", "live-door"] {
-        assert!(store.session(digest).await.unwrap().is_some(), "{digest}");
-    }
+    assert!(store.session("live-session").await.unwrap().is_some());
+    assert_eq!(
+        store
+            .door_pass_owner("live-door", PassKind::Door, "oc-ana")
+            .await
+            .unwrap(),
+        Some(user_id(&ana)),
+        "live-door"
+    );
+}
+
+fn user_id(account: &Account) -> UserId {
+    UserId::parse(&account.id).unwrap()
 }
 
 #[tokio::test]
@@ -171,10 +188,12 @@ async fn the_sweeper_sweeps_at_once_and_stops_when_told() {
     let db = TestDb::new(Backend::Sqlite).await;
     let ana = account(&db.store, "ana@example.com").await;
     let earlier = chrono::Utc::now() - chrono::Duration::seconds(1);
-    db.store
-        .create_session("old-door", &ana, "door:oc-ana", earlier)
-        .await
-        .unwrap();
+    let ana = user_id(&ana);
+    let old_door = || {
+        db.store
+            .create_door_pass("old-door", &ana, PassKind::Door, "oc-ana", earlier)
+    };
+    old_door().await.unwrap();
     let shutdown = CancellationToken::new();
     let sweeper = spawn_sweeper(
         db.store.clone(),
@@ -184,12 +203,7 @@ async fn the_sweeper_sweeps_at_once_and_stops_when_told() {
     // The expired row holds its digest until it is swept: recording the same
     // digest again succeeds only once the sweeper has run.
     tokio::time::timeout(Duration::from_secs(10), async {
-        while db
-            .store
-            .create_session("old-door", &ana, "door:oc-ana", earlier)
-            .await
-            .is_err()
-        {
+        while old_door().await.is_err() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })

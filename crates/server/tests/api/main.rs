@@ -14,6 +14,7 @@ mod door_origin;
 mod door_sweep;
 mod hashing;
 mod helpers;
+mod openapi;
 mod rules;
 mod runtime_client;
 mod surface;

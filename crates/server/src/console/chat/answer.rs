@@ -2,15 +2,15 @@
 //! (`POST /v1/responses`, streamed, through the runtime's `/gateway` hop as
 //! the gateway's owner, so the gateway token stays in the runtime), and its
 //! answer read piece by piece within limits. What can go wrong is a
-//! [`Problem`] ([`super::chat_problem`]).
+//! [`Problem`] ([`super::problem`]).
 
 use std::time::Duration;
 
 use clawplane_domain::UserId;
 use serde_json::{json, Value};
 
-use super::chat_problem::{failure, refusal, Problem};
-use super::chat_sse::{GatewayEvent, SseReader};
+use super::problem::{failure, refusal, Problem};
+use super::sse::{GatewayEvent, SseReader};
 use crate::runtime_client::{RuntimeClient, RuntimeTarget};
 
 /// The longest message accepted, in bytes.
@@ -123,7 +123,7 @@ impl Answer {
                 Err(e) => {
                     self.ended = true;
                     return Err(if e.is_timeout() {
-                        Problem::TooSlow
+                        Problem::TooSlow(TURN_LIMIT)
                     } else {
                         Problem::Cut
                     });

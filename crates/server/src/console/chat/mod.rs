@@ -1,14 +1,18 @@
 //! The chat page: `GET /console/chat` shows a message form (or why there is
 //! none yet), `POST /console/chat` sends the message to the user's agent
-//! (see [`super::chat_answer`]) and shows its answer.
+//! (see [`answer`]) and shows its answer.
 //!
 //! Without JavaScript the form posts, the console waits for the whole
 //! answer and renders the page with the message and the answer. With it,
 //! `console.js` sends the form with `Accept: text/event-stream` and gets the
 //! answer as it is written, in the small event stream of
-//! [`super::chat_sse`]. One conversation per user: the gateway keeps it
-//! (see [`chat_answer::conversation`]); the page shows the turns of this
+//! [`sse`]. One conversation per user: the gateway keeps it
+//! (see [`answer::conversation`]); the page shows the turns of this
 //! visit. Every problem is a sentence, in the page or in the stream.
+
+pub mod answer;
+pub mod problem;
+pub mod sse;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -20,9 +24,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use clawplane_domain::InstanceStatus;
 
-use super::chat_answer::{self, Answer, MAX_MESSAGE_BYTES};
-use super::chat_problem::{Problem, ACCOUNT_KEYS, NO_KEYS};
-use super::chat_sse;
+use self::answer::{Answer, MAX_MESSAGE_BYTES};
+use self::problem::{Problem, ACCOUNT_KEYS, NO_KEYS};
 use super::session::Session;
 use super::{notice_text, render, Chrome, ConsoleError};
 use crate::state::AppState;
@@ -152,10 +155,7 @@ pub async fn send(
         if streaming {
             let sentence =
                 "This form expired or did not come from this site. Reload the page and try again.";
-            return Ok(stream(
-                StatusCode::FORBIDDEN,
-                chat_sse::error(sentence, None),
-            ));
+            return Ok(stream(StatusCode::FORBIDDEN, sse::error(sentence, None)));
         }
         return Err(e);
     }
@@ -190,12 +190,12 @@ pub async fn send(
         Err(e) if streaming => {
             return Ok(stream(
                 StatusCode::CONFLICT,
-                chat_sse::error(&e.message, Some("/console")),
+                sse::error(&e.message, Some("/console")),
             ))
         }
         Err(e) => return Err(e),
     };
-    let answer = chat_answer::ask(state.instances.client(), &target, &s.user, message).await;
+    let answer = answer::ask(state.instances.client(), &target, &s.user, message).await;
     if streaming {
         return Ok(match answer {
             Ok(answer) => relay(answer),
@@ -203,7 +203,7 @@ pub async fn send(
                 tracing::info!(?problem, "chat turn refused");
                 stream(
                     StatusCode::OK,
-                    chat_sse::error(&problem.sentence(), problem.href()),
+                    sse::error(&problem.sentence(), problem.href()),
                 )
             }
         });
@@ -243,7 +243,7 @@ async fn refuse(
     draft: &str,
 ) -> Result<Response, ConsoleError> {
     if streaming {
-        return Ok(stream(status, chat_sse::error(sentence, None)));
+        return Ok(stream(status, sse::error(sentence, None)));
     }
     let mut page = chat_page(state, s, None, Vec::new(), draft.to_owned()).await?;
     page.chrome.problem = Some(sentence.to_owned());
@@ -255,11 +255,11 @@ fn relay(answer: Answer) -> Response {
     let events = futures_util::stream::unfold(Some(answer), |answer| async move {
         let mut answer = answer?;
         let (event, rest) = match answer.next().await {
-            Ok(Some(text)) => (chat_sse::delta(&text), Some(answer)),
-            Ok(None) => (chat_sse::done(), None),
+            Ok(Some(text)) => (sse::delta(&text), Some(answer)),
+            Ok(None) => (sse::done(), None),
             Err(problem) => {
                 tracing::info!(?problem, "chat answer did not complete");
-                (chat_sse::error(&problem.sentence(), problem.href()), None)
+                (sse::error(&problem.sentence(), problem.href()), None)
             }
         };
         Some((Ok::<_, Infallible>(event), rest))

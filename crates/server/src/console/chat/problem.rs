@@ -4,9 +4,9 @@
 //! a link. The gateway's and the runtime's error answers are classified
 //! here; their raw text is shown only as a short reason, never as JSON.
 
-use serde_json::Value;
+use std::time::Duration;
 
-use super::chat_answer::TURN_LIMIT;
+use serde_json::Value;
 
 /// Why a turn did not (fully) come back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,9 +19,11 @@ pub enum Problem {
     GatewayDown,
     /// The gateway does not serve `/v1/responses` (it predates the setting).
     NoEndpoint,
-    /// The turn took longer than [`TURN_LIMIT`].
-    TooSlow,
-    /// The answer went past [`MAX_ANSWER_BYTES`] or [`MAX_STREAM_BYTES`].
+    /// The turn took longer than the limit it was given (the answer's
+    /// `TURN_LIMIT`), which the sentence names.
+    TooSlow(Duration),
+    /// The answer went past the answer's `MAX_ANSWER_BYTES` or
+    /// `MAX_STREAM_BYTES`.
     TooLong,
     /// The answer stopped before its end.
     Cut,
@@ -37,7 +39,7 @@ impl Problem {
             Problem::Unreachable => "Your instance's runtime did not answer. It may be restarting: wait a minute and send the message again.".to_owned(),
             Problem::GatewayDown => "Your gateway is not running (stopped, or still starting). Start it on the Usage page, or wait a moment, then send the message again.".to_owned(),
             Problem::NoEndpoint => "Your gateway does not offer chat yet. Restart it on the Usage page so it picks up the setting, then try again.".to_owned(),
-            Problem::TooSlow => format!("Your agent took longer than {} minutes to answer, so the console stopped waiting. Try a shorter request.", TURN_LIMIT.as_secs() / 60),
+            Problem::TooSlow(limit) => format!("Your agent took longer than {} minutes to answer, so the console stopped waiting. Try a shorter request.", limit.as_secs() / 60),
             Problem::TooLong => "The answer was too long for the console and was cut here.".to_owned(),
             Problem::Cut => "The answer stopped before its end (the gateway may have restarted). Send the message again.".to_owned(),
             Problem::Refused(reason) => format!("Your agent could not answer: {reason}. Try again; if it keeps failing, check the model provider key on the Account page."),
@@ -158,7 +160,7 @@ mod tests {
             Problem::Unreachable,
             Problem::GatewayDown,
             Problem::NoEndpoint,
-            Problem::TooSlow,
+            Problem::TooSlow(Duration::from_secs(300)),
             Problem::TooLong,
             Problem::Cut,
             Problem::Refused("x".into()),
