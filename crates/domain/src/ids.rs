@@ -184,6 +184,18 @@ impl From<RuntimeName> for String {
     }
 }
 
+/// Whether `id` is a backup's id as runtimes name them (e.g.
+/// `20261124T061500.123Z-1a2b3c4d`): 1-80 ASCII letters, digits, `-`, `_`
+/// or `.`, never `..`. The one rule of `serve` and the runtime, checked
+/// before an id reaches a path.
+pub fn is_backup_id(id: &str) -> bool {
+    (1..=80).contains(&id.len())
+        && !id.contains("..")
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +231,14 @@ mod tests {
         assert_eq!(name("ünï"), Some("n".to_owned()));
         assert_eq!(name("!!!"), None);
         assert_eq!(name(&"ab-".repeat(100)).unwrap().len(), 62);
+    }
+
+    #[test]
+    fn backup_ids_are_plain_names_never_paths() {
+        assert!(is_backup_id("20261124T061500.123Z-1a2b3c4d"));
+        for bad in ["", "..", "a/b", "a..b", "a b", "a:b", &"a".repeat(81)] {
+            assert!(!is_backup_id(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod status;
 
 pub use access::{ApiToken, AuditEntry, TokenName, TokenNameError};
 pub use console::{Account, Email, EmailError};
-pub use ids::{IdError, InstanceId, RuntimeName, UserId};
+pub use ids::{is_backup_id, IdError, InstanceId, RuntimeName, UserId};
 pub use instance::{Instance, InstanceFields, SecretName};
 pub use ledger::{EntryKind, IdempotencyKey, IdempotencyKeyError, LedgerEntry};
 pub use money::{MicroUsd, MoneyError};

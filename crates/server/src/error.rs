@@ -13,7 +13,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use clawplane_billing::BillingError;
 use clawplane_domain::{IdempotencyKeyError, MoneyError};
-use clawplane_store::StoreError;
+use clawplane_store::{StoreError, VaultError};
+
+use crate::instances::InstanceError;
+use crate::runtime_client::RuntimeError;
 use serde_json::{json, Value};
 
 /// An error answered to a client.
@@ -119,8 +122,65 @@ impl From<StoreError> for ApiError {
             StoreError::IdempotencyConflict => {
                 ApiError::conflict("idempotency_conflict", e.to_string())
             }
-            StoreError::Database(_) | StoreError::Contended => ApiError::unavailable(&e),
-            _ => ApiError::internal(&e),
+            StoreError::NotReversible(_) => ApiError::conflict("not_reversible", e.to_string()),
+            StoreError::InsufficientCredits { balance } => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_credits",
+                "insufficient credits",
+            )
+            .with_details(json!({ "balance_usd": balance.to_exact_usd_json() })),
+            StoreError::Database(_) | StoreError::Contended | StoreError::Closed => {
+                ApiError::unavailable(&e)
+            }
+            StoreError::Corrupt(_) | StoreError::Migration(_) | StoreError::UnsupportedUrl => {
+                ApiError::internal(&e)
+            }
+        }
+    }
+}
+
+impl From<InstanceError> for ApiError {
+    fn from(e: InstanceError) -> Self {
+        match e {
+            InstanceError::NotFound => ApiError::not_found("instance not found"),
+            InstanceError::RuntimeUrlNotSet => {
+                ApiError::conflict("runtime_url_not_set", "runtime url not set")
+            }
+            InstanceError::ServiceTokenNotSet => {
+                ApiError::conflict("service_token_not_set", "service token not set")
+            }
+            InstanceError::HostFull { slots, running } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "capacity", e.to_string())
+                    .with_details(json!({ "slots": slots, "running": running }))
+            }
+            InstanceError::Transition(t) => StoreError::Transition(t).into(),
+            InstanceError::WrongStatus(s) => StoreError::WrongStatus(s).into(),
+            InstanceError::BackupFailed(cause) => {
+                let (status, why) = match cause {
+                    None => (
+                        StatusCode::CONFLICT,
+                        "its runtime is not running".to_owned(),
+                    ),
+                    Some(runtime) => {
+                        let e = ApiError::from(runtime);
+                        (e.status, e.message)
+                    }
+                };
+                ApiError::new(
+                    status,
+                    "backup_failed",
+                    format!("the protective backup failed, so nothing was deleted: {why}"),
+                )
+            }
+            InstanceError::InvalidProviderKeys(why) => ApiError::bad_request(why),
+            InstanceError::InvalidSecret(why) => ApiError::bad_request(why),
+            InstanceError::SecretNotSet(_) => ApiError::not_found(e.to_string()),
+            InstanceError::Billing(b) => b.into(),
+            InstanceError::Runtime(r) => r.into(),
+            InstanceError::Provision(p) => ApiError::internal(&p),
+            InstanceError::Vault(VaultError::Store(s)) => s.into(),
+            InstanceError::Vault(v @ VaultError::Decrypt(_)) => ApiError::internal(&v),
+            InstanceError::Store(s) => s.into(),
         }
     }
 }
@@ -169,6 +229,41 @@ impl From<BillingError> for ApiError {
                 ApiError::bad_request(e.to_string())
             }
             BillingError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// The seed's mapping: a runtime's error keeps its status (400-599) and
+/// message; a reply that is not the envelope is 502 `invalid_response`; a
+/// runtime that does not answer is 502 `runtime_unreachable`.
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::Status {
+                status,
+                code,
+                message,
+            } => match StatusCode::from_u16(status) {
+                Ok(s) if (400..=599).contains(&status) => {
+                    ApiError::new(s, "runtime_error", message)
+                        .with_details(json!({ "runtime_code": code }))
+                }
+                _ => ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "invalid_response",
+                    "the runtime's answer could not be read",
+                ),
+            },
+            RuntimeError::InvalidResponse => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "invalid_response",
+                "the runtime's answer could not be read",
+            ),
+            RuntimeError::Unreachable => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "runtime_unreachable",
+                "the instance's runtime did not answer; try again, or check the instance's status",
+            ),
         }
     }
 }

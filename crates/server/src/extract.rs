@@ -207,11 +207,6 @@ pub fn is_plain_id(id: &str, max: usize) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
 }
 
-/// A backup id from the backup list (1-128 plain characters).
-pub fn is_backup_id(id: &str) -> bool {
-    is_plain_id(id, 128)
-}
-
 /// The query's `limit`: `default` when absent, else a whole number from 1 to `max` (400 otherwise).
 pub fn limit(query: &HashMap<String, String>, default: u32, max: u32) -> Result<u32, ApiError> {
     match query.get("limit") {

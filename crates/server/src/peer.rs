@@ -1,11 +1,13 @@
-//! Who the client is: the peer, unless the peer is a trusted proxy, in
-//! which case the right-most `X-Forwarded-For` hop that is not one.
+//! What every surface reads of where a request comes from: who the client
+//! is (the peer, unless the peer is a trusted proxy, in which case the
+//! right-most `X-Forwarded-For` hop that is not one) and the port its
+//! `Host` names.
 
 use std::net::IpAddr;
 
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap};
 
-/// The client's address as the ingress vouches for it.
+/// The client's address as `serve` vouches for it.
 pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
     if !trusted.contains(&peer) {
         return peer;
@@ -26,6 +28,18 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> 
         }
     }
     peer
+}
+
+/// `:8080` when the request's `Host` names a port, else empty.
+pub fn port_suffix(headers: &HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.rsplit_once(':'))
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

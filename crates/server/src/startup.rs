@@ -12,11 +12,11 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::router;
 use crate::instances::fleet::RuntimeFleet;
 use crate::instances::Instances;
 use crate::metrics::Metrics;
 use crate::provision::Provisioner;
-use crate::routes::router;
 use crate::state::AppState;
 use crate::tasks::{TaskHealth, Tasks};
 use crate::ServerConfig;

@@ -18,7 +18,6 @@ use super::session::{
 };
 use super::throttle::SignInGate;
 use super::{done, render, ConsoleError};
-use crate::routes::tokens::issue_api_token;
 use crate::runtime_client::GatewayAction;
 use crate::state::AppState;
 
@@ -183,7 +182,7 @@ pub async fn decide(
         Err(crate::runtime_client::RuntimeError::Status { status: 404, .. }) => Err(ConsoleError::bad_request(
             "That pairing request expired or was already decided. Ask the device to connect again, then reload the Security page.",
         )),
-        Err(e) => Err(crate::error::ApiError::from(e).into()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -216,7 +215,7 @@ pub async fn usage(
             .map(|_| "start")?,
         "restore" => {
             let id = field(&form, "backup_id");
-            if !crate::extract::is_backup_id(id) {
+            if !clawplane_domain::is_backup_id(id) {
                 return Err(ConsoleError::bad_request("Choose a backup from the list."));
             }
             client.restore(&target, Some(id)).await.map(|_| "restore")?
@@ -235,7 +234,7 @@ pub async fn create_token(
     s.check_csrf(&form)?;
     let name = TokenName::parse(field(&form, "name"))
         .map_err(|_| ConsoleError::bad_request("Give the token a name of 1 to 64 characters."))?;
-    let (token, _) = issue_api_token(&state.store, &s.user, &name).await?;
+    let (token, _) = crate::api_tokens::issue(&state.store, &s.user, &name).await?;
     let page = account_page(
         &state,
         &s,

@@ -9,16 +9,16 @@
 //! - [`actions`]: what the forms do, through the same instance service as the API;
 //! - [`chat`]: the chat page, talking to the user's agent through its gateway;
 //! - [`view`]: turning runtime and ledger data into what the pages show;
-//! - [`headers`]: the browser protections on every console response.
+//! - [`headers`]: the browser protections on every console response;
+//! - [`ConsoleError`]: what failed, as a sentence for people, mapped from
+//!   each service's errors by an exhaustive match.
 //!
 //! Errors are pages that say what happened and what to do; never JSON,
 //! never a stack trace.
 
 pub mod actions;
 pub mod chat;
-pub mod chat_answer;
-pub mod chat_problem;
-pub mod chat_sse;
+mod error;
 pub mod headers;
 pub mod open;
 pub mod pages;
@@ -27,15 +27,13 @@ pub mod session;
 pub mod throttle;
 pub mod view;
 
+use crate::state::AppState;
 use askama::Template;
-use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use clawplane_store::StoreError;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+pub use error::ConsoleError;
 
 /// The console's routes.
 pub fn router() -> Router<AppState> {
@@ -182,117 +180,6 @@ pub const LINKS: &[(&str, &str)] = &[
     ("/console/billing", "Billing"),
     ("/console/account", "Account"),
 ];
-
-/// A page that could not be shown or an action that failed, for people.
-#[derive(Debug)]
-pub struct ConsoleError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ConsoleError {
-    /// 403 with a message.
-    pub fn forbidden(message: &str) -> Self {
-        ConsoleError {
-            status: StatusCode::FORBIDDEN,
-            message: message.to_owned(),
-        }
-    }
-
-    /// 400 with a message.
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        ConsoleError {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-        }
-    }
-
-    /// 429 with a message.
-    pub fn too_many(message: &str) -> Self {
-        ConsoleError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            message: message.to_owned(),
-        }
-    }
-
-    /// 500; the cause is logged, not shown.
-    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
-        ApiError::internal(cause).into()
-    }
-}
-
-impl From<ApiError> for ConsoleError {
-    fn from(e: ApiError) -> Self {
-        ConsoleError {
-            status: e.status,
-            message: for_people(e.code, e.message),
-        }
-    }
-}
-
-impl From<crate::runtime_client::RuntimeError> for ConsoleError {
-    fn from(e: crate::runtime_client::RuntimeError) -> Self {
-        ApiError::from(e).into()
-    }
-}
-
-impl From<StoreError> for ConsoleError {
-    fn from(e: StoreError) -> Self {
-        ApiError::from(e).into()
-    }
-}
-
-impl From<askama::Error> for ConsoleError {
-    fn from(e: askama::Error) -> Self {
-        ConsoleError::internal(&e)
-    }
-}
-
-#[derive(Template)]
-#[template(path = "error.html")]
-struct ErrorPage<'a> {
-    message: &'a str,
-}
-
-impl IntoResponse for ConsoleError {
-    fn into_response(self) -> Response {
-        let body = ErrorPage {
-            message: &self.message,
-        }
-        .render()
-        .unwrap_or_else(|_| "Something went wrong. Go back and try again.".to_owned());
-        (self.status, Html(body)).into_response()
-    }
-}
-
-/// What an API error means for the person in front of the console.
-fn for_people(code: &str, message: String) -> String {
-    let fixed = match code {
-        "insufficient_credits" => {
-            "Your credits have run out, so your gateway cannot run. Credits are granted \
-             every month (the Billing page says when); ask the operator to add credits \
-             to start it sooner."
-        }
-        "runtime_unreachable" | "invalid_response" => {
-            "Your instance's runtime did not answer. It may be restarting: wait a minute \
-             and try again. If it keeps happening, restart the gateway on the Usage page."
-        }
-        "not_found" if message == "instance not found" => {
-            "You have no instance yet. Create one on the Create page."
-        }
-        "runtime_url_not_set" | "service_token_not_set" => {
-            "Your instance is still being created. Wait until the Create page says Ready."
-        }
-        "invalid_transition" | "invalid_status" => {
-            return format!(
-                "That cannot be done now ({message}). Reload the page to see the current state."
-            )
-        }
-        "runtime_error" => return format!("Your instance's runtime refused: {message}."),
-        _ => return message,
-    };
-    fixed.to_owned()
-}
 
 /// Renders a template into a page.
 pub fn render(t: &impl Template) -> Result<Response, ConsoleError> {

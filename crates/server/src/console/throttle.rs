@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ConsoleError;
-use crate::ingress::client_address;
+use crate::peer::client_address;
 use crate::state::AppState;
 use crate::ServerConfig;
 
@@ -124,7 +124,7 @@ fn client_key(ip: IpAddr) -> IpAddr {
 /// attempts, and a password hash may run (the permit is held until the
 /// request ends, so each attempt's one hash is bounded).
 ///
-/// The client address is the ingress's ([`client_address`]: the peer, or
+/// The client address is the one every surface uses ([`client_address`]: the peer, or
 /// behind a trusted proxy its `X-Forwarded-For`). Without a peer address
 /// (a router called without `ConnectInfo`), only the hashing bound applies.
 pub struct SignInGate {

@@ -2,10 +2,8 @@
 //! control routes, with the same rules as the user's own requests.
 
 use clawplane_domain::{Instance, InstanceStatus, UserId};
-use clawplane_store::StoreError;
 
-use super::Instances;
-use crate::error::ApiError;
+use super::{InstanceError, Instances};
 
 impl Instances {
     /// `POST /control/openclaw/instance/status`: moves the user's live
@@ -23,16 +21,13 @@ impl Instances {
         user: &UserId,
         status: InstanceStatus,
         reason: Option<&str>,
-    ) -> Result<Instance, ApiError> {
+    ) -> Result<Instance, InstanceError> {
         if status == InstanceStatus::Deleted {
             let (instance, _backup) = self.delete(user).await?;
             return Ok(instance);
         }
         let instance = self.live(user).await?;
-        instance
-            .status
-            .check_transition(status)
-            .map_err(StoreError::from)?;
+        instance.status.check_transition(status)?;
         if is_running(status) && instance.status != status {
             self.inner.ledger.ensure_can_run(user).await?;
             if !is_running(instance.status) {

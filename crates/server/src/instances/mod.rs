@@ -6,17 +6,23 @@
 //! - [`provisioning`]: the reconciler that drives `provisioning` to `ready`
 //!   or `error`, and finds runtimes again after a restart;
 //! - [`provider_keys`]: the user's model provider keys;
+//! - [`secrets`]: the operator's audited reads and writes of a secret;
+//! - [`control`]: status moves by the operator's services;
+//! - [`InstanceError`]: what the service refuses or fails with, without HTTP;
 //! - [`supervision`]: runtimes that die while `serve` runs are noticed and
 //!   started again, or their instance ends in `error`;
 //! - [`fleet`]: the billing job's view of the instances (model spend, stops).
 
 pub mod cells;
 pub mod control;
+pub mod error;
 pub mod fleet;
 pub mod provider_keys;
 pub mod provisioning;
+pub mod secrets;
 pub mod supervision;
 
+pub use error::InstanceError;
 pub use provider_keys::validate_provider_keys;
 
 use std::collections::{HashMap, HashSet};
@@ -32,7 +38,6 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::provision::{Provisioner, RuntimeHealth, RuntimeSecrets};
 use crate::runtime_client::{GatewayAction, RuntimeClient, RuntimeTarget};
@@ -150,23 +155,23 @@ impl Instances {
     }
 
     /// The user's live instance or, without one, their last deleted one.
-    pub async fn current(&self, user: &UserId) -> Result<Option<Instance>, ApiError> {
+    pub async fn current(&self, user: &UserId) -> Result<Option<Instance>, InstanceError> {
         Ok(self.inner.store.current_instance_for_user(user).await?)
     }
 
-    /// The user's live instance, or 404 `instance not found`.
-    pub async fn live(&self, user: &UserId) -> Result<Instance, ApiError> {
+    /// The user's live instance, or [`InstanceError::NotFound`].
+    pub async fn live(&self, user: &UserId) -> Result<Instance, InstanceError> {
         self.inner
             .store
             .live_instance_for_user(user)
             .await?
-            .ok_or_else(|| ApiError::not_found("instance not found"))
+            .ok_or(InstanceError::NotFound)
     }
 
     /// Creates the user's instance in `provisioning` and starts driving it;
     /// with a live one already, returns it (and re-provisions one in `error`).
     /// The month's credits are granted first; a balance at the floor is 402.
-    pub async fn create(&self, user: &UserId) -> Result<Instance, ApiError> {
+    pub async fn create(&self, user: &UserId) -> Result<Instance, InstanceError> {
         let store = &self.inner.store;
         if let Some(existing) = store.live_instance_for_user(user).await? {
             return self.resume(existing).await;
@@ -194,7 +199,7 @@ impl Instances {
         }
     }
 
-    async fn resume(&self, existing: Instance) -> Result<Instance, ApiError> {
+    async fn resume(&self, existing: Instance) -> Result<Instance, InstanceError> {
         match existing.status {
             InstanceStatus::Error => {
                 self.inner.ledger.ensure_can_run(&existing.user_id).await?;
@@ -215,9 +220,9 @@ impl Instances {
         }
     }
 
-    /// 503 `capacity` when one more running instance would exceed the
-    /// host's budget; nothing is changed either way.
-    async fn ensure_room(&self) -> Result<(), ApiError> {
+    /// [`InstanceError::HostFull`] when one more running instance would
+    /// exceed the host's budget; nothing is changed either way.
+    async fn ensure_room(&self) -> Result<(), InstanceError> {
         let Some(capacity) = self.inner.settings.capacity else {
             return Ok(());
         };
@@ -234,43 +239,33 @@ impl Instances {
             .sum();
         let slots = capacity.slots();
         if u64::try_from(running).unwrap_or(u64::MAX) >= slots {
-            return Err(ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "capacity",
-                format!(
-                    "This host is full: it runs {slots} instances at most and all of them are in use. Try again later, or ask the operator to add capacity."
-                ),
-            )
-            .with_details(serde_json::json!({ "slots": slots, "running": running })));
+            return Err(InstanceError::HostFull { slots, running });
         }
         Ok(())
     }
 
     /// Where the user's runtime is, with the seed's errors: 404 `instance
     /// not found`, 409 `runtime url not set`, 409 `service token not set`.
-    pub async fn target(&self, user: &UserId) -> Result<(Instance, RuntimeTarget), ApiError> {
+    pub async fn target(&self, user: &UserId) -> Result<(Instance, RuntimeTarget), InstanceError> {
         let instance = self.live(user).await?;
         let target = self.target_of(&instance).await?;
         Ok((instance, target))
     }
 
     /// The runtime target of an instance.
-    pub async fn target_of(&self, instance: &Instance) -> Result<RuntimeTarget, ApiError> {
+    pub async fn target_of(&self, instance: &Instance) -> Result<RuntimeTarget, InstanceError> {
         let base_url = instance
             .runtime_url
             .clone()
-            .ok_or_else(|| ApiError::conflict("runtime_url_not_set", "runtime url not set"))?;
+            .ok_or(InstanceError::RuntimeUrlNotSet)?;
         let service_token = match &self.inner.settings.fixed_service_token {
             Some(fixed) => fixed.clone(),
             None => self
                 .inner
                 .vault
                 .get(instance.id, SecretName::ServiceToken)
-                .await
-                .map_err(|e| ApiError::internal(&e))?
-                .ok_or_else(|| {
-                    ApiError::conflict("service_token_not_set", "service token not set")
-                })?,
+                .await?
+                .ok_or(InstanceError::ServiceTokenNotSet)?,
         };
         Ok(RuntimeTarget {
             base_url,
@@ -280,7 +275,7 @@ impl Instances {
 
     /// The secrets a runtime is given; tokens are generated (CSPRNG, 256
     /// bits) and stored the first time.
-    async fn runtime_secrets(&self, instance: &Instance) -> Result<RuntimeSecrets, ApiError> {
+    async fn runtime_secrets(&self, instance: &Instance) -> Result<RuntimeSecrets, InstanceError> {
         let service_token = match &self.inner.settings.fixed_service_token {
             Some(fixed) => fixed.clone(),
             None => self.token(instance.id, SecretName::ServiceToken).await?,
@@ -290,8 +285,7 @@ impl Instances {
             .inner
             .vault
             .get(instance.id, SecretName::ProviderKeys)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+            .await?;
         Ok(RuntimeSecrets {
             service_token,
             gateway_token,
@@ -299,13 +293,9 @@ impl Instances {
         })
     }
 
-    async fn token(&self, id: InstanceId, name: SecretName) -> Result<SecretString, ApiError> {
+    async fn token(&self, id: InstanceId, name: SecretName) -> Result<SecretString, InstanceError> {
         let vault = &self.inner.vault;
-        if let Some(existing) = vault
-            .get(id, name)
-            .await
-            .map_err(|e| ApiError::internal(&e))?
-        {
+        if let Some(existing) = vault.get(id, name).await? {
             return Ok(existing);
         }
         let token = generate_token();
@@ -332,7 +322,7 @@ impl Instances {
     /// kept. When a running runtime cannot take the backup, nothing is
     /// deleted; when the runtime is dead, the delete goes on without one
     /// and the answer names the newest backup kept (see [`Self::delete_with`]).
-    pub async fn delete(&self, user: &UserId) -> Result<(Instance, Value), ApiError> {
+    pub async fn delete(&self, user: &UserId) -> Result<(Instance, Value), InstanceError> {
         self.delete_with(user, false).await
     }
 
@@ -344,7 +334,7 @@ impl Instances {
         &self,
         user: &UserId,
         fresh_backup_required: bool,
-    ) -> Result<(Instance, Value), ApiError> {
+    ) -> Result<(Instance, Value), InstanceError> {
         let instance = self.live(user).await?;
         let _lease = self.lease(instance.id).await;
         // Re-read under the lease: a restore may have changed it meanwhile.
@@ -356,7 +346,7 @@ impl Instances {
         ) {
             let target = self.target_of(&instance).await?;
             match self.inner.client.backup(&target).await {
-                Ok(b) => backup = b,
+                Ok(b) => backup = serde_json::json!(b),
                 Err(e) => {
                     let dead = matches!(
                         self.inner.provisioner.health(&instance).await,
@@ -368,21 +358,7 @@ impl Instances {
                         instance.status == InstanceStatus::Ready
                     };
                     if refuse {
-                        let e = ApiError::from(e);
-                        let why = if dead {
-                            "its runtime is not running".to_owned()
-                        } else {
-                            e.message
-                        };
-                        return Err(ApiError::new(
-                            if dead {
-                                axum::http::StatusCode::CONFLICT
-                            } else {
-                                e.status
-                            },
-                            "backup_failed",
-                            format!("the protective backup failed, so nothing was deleted: {why}"),
-                        ));
+                        return Err(InstanceError::BackupFailed((!dead).then_some(e)));
                     }
                     tracing::warn!(instance = %instance.id, error = %e, dead, "deleting without a protective backup");
                     backup = self.without_fresh_backup(&instance).await;
@@ -391,7 +367,7 @@ impl Instances {
         }
         if let Err(e) = self.inner.provisioner.remove(&instance).await {
             tracing::error!(instance = %instance.id, error = %e, "removing the runtime failed");
-            return Err(ApiError::internal(&e));
+            return Err(InstanceError::Provision(e));
         }
         self.inner.store.clear_all_secrets(instance.id).await?;
         let deleted = self
@@ -423,7 +399,11 @@ impl Instances {
 
     /// Starts, stops or restarts the user's gateway; stop and start move the
     /// instance between `ready` and `stopped`. A start needs credits.
-    pub async fn gateway(&self, user: &UserId, action: GatewayAction) -> Result<Value, ApiError> {
+    pub async fn gateway(
+        &self,
+        user: &UserId,
+        action: GatewayAction,
+    ) -> Result<Value, InstanceError> {
         let (instance, target) = self.target(user).await?;
         let store = &self.inner.store;
         match action {
@@ -432,23 +412,17 @@ impl Instances {
                 if instance.status != InstanceStatus::Ready {
                     self.ensure_room().await?;
                 }
-                instance
-                    .status
-                    .check_transition(InstanceStatus::Ready)
-                    .map_err(StoreError::from)?;
-                let out = self.inner.client.gateway(&target, action).await?;
+                instance.status.check_transition(InstanceStatus::Ready)?;
+                let out = serde_json::json!(self.inner.client.gateway(&target, action).await?);
                 store
                     .set_instance_status(instance.id, InstanceStatus::Ready, None)
                     .await?;
                 Ok(out)
             }
             GatewayAction::Stop => {
-                instance
-                    .status
-                    .check_transition(InstanceStatus::Stopped)
-                    .map_err(StoreError::from)?;
+                instance.status.check_transition(InstanceStatus::Stopped)?;
                 let out = match self.inner.client.gateway(&target, action).await {
-                    Ok(out) => out,
+                    Ok(out) => serde_json::json!(out),
                     // Nothing runs, so the stop is done: the instance is
                     // `stopped`, and the supervisor brings the runtime back
                     // with its gateway stopped.
@@ -474,9 +448,11 @@ impl Instances {
             }
             GatewayAction::Restart => {
                 if instance.status != InstanceStatus::Ready {
-                    return Err(StoreError::WrongStatus(instance.status).into());
+                    return Err(InstanceError::WrongStatus(instance.status));
                 }
-                Ok(self.inner.client.gateway(&target, action).await?)
+                Ok(serde_json::json!(
+                    self.inner.client.gateway(&target, action).await?
+                ))
             }
         }
     }

@@ -8,19 +8,18 @@ use clawplane_domain::{Instance, InstanceStatus, ProviderKeyName, SecretName, Us
 use clawplane_secrets::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
+use super::InstanceError;
 use super::{Instances, MAX_PROVIDER_KEYS, MAX_PROVIDER_KEY_LEN};
-use crate::error::ApiError;
 
 impl Instances {
     /// The names of the user's stored provider keys (never their values).
-    pub async fn provider_key_names(&self, user: &UserId) -> Result<Vec<String>, ApiError> {
+    pub async fn provider_key_names(&self, user: &UserId) -> Result<Vec<String>, InstanceError> {
         let instance = self.live(user).await?;
         let stored = self
             .inner
             .vault
             .get(instance.id, SecretName::ProviderKeys)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+            .await?;
         Ok(stored
             .and_then(|s| serde_json::from_str::<BTreeMap<String, Value>>(s.expose_secret()).ok())
             .map(|m| m.into_keys().collect())
@@ -33,7 +32,7 @@ impl Instances {
         &self,
         user: &UserId,
         keys: Option<BTreeMap<String, SecretString>>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, InstanceError> {
         let instance = self.live(user).await?;
         let names: Vec<String> = keys.iter().flat_map(|k| k.keys().cloned()).collect();
         match keys.filter(|k| !k.is_empty()) {
@@ -74,14 +73,13 @@ impl Instances {
         &self,
         user: &UserId,
         keys: BTreeMap<String, SecretString>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, InstanceError> {
         let instance = self.live(user).await?;
         let stored = self
             .inner
             .vault
             .get(instance.id, SecretName::ProviderKeys)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+            .await?;
         let mut merged: BTreeMap<String, SecretString> = stored
             .and_then(|s| serde_json::from_str(s.expose_secret()).ok())
             .unwrap_or_default();
@@ -93,7 +91,7 @@ impl Instances {
         let secrets = match self.runtime_secrets(&instance).await {
             Ok(s) => s,
             Err(e) => {
-                return tracing::warn!(instance = %instance.id, error = %e.message, "cannot read the runtime's secrets")
+                return tracing::warn!(instance = %instance.id, error = %e, "cannot read the runtime's secrets")
             }
         };
         match self.inner.provisioner.restart(&instance, &secrets).await {
@@ -123,18 +121,19 @@ impl Instances {
 /// bounded. Names follow the one rule the runtime applies too
 /// ([`ProviderKeyName`]): a reserved name is refused here, with the list of
 /// reserved names, rather than stopping the gateway at its next start.
-pub fn validate_provider_keys(keys: &BTreeMap<String, SecretString>) -> Result<(), ApiError> {
+pub fn validate_provider_keys(keys: &BTreeMap<String, SecretString>) -> Result<(), InstanceError> {
     if keys.len() > MAX_PROVIDER_KEYS {
-        return Err(ApiError::bad_request(format!(
+        return Err(InstanceError::InvalidProviderKeys(format!(
             "at most {MAX_PROVIDER_KEYS} provider keys"
         )));
     }
     for (name, value) in keys {
-        ProviderKeyName::parse(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        ProviderKeyName::parse(name)
+            .map_err(|e| InstanceError::InvalidProviderKeys(e.to_string()))?;
         let v = value.expose_secret();
         if v.trim().is_empty() || v.len() > MAX_PROVIDER_KEY_LEN || v.chars().any(char::is_control)
         {
-            return Err(ApiError::bad_request(format!(
+            return Err(InstanceError::InvalidProviderKeys(format!(
                 "the value of {name} must be 1-{MAX_PROVIDER_KEY_LEN} printable characters"
             )));
         }

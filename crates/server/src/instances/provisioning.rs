@@ -99,7 +99,7 @@ impl Instances {
         let secrets = self
             .runtime_secrets(instance)
             .await
-            .map_err(|e| e.message)?;
+            .map_err(|e| e.reason())?;
         let fields = self
             .inner
             .provisioner
@@ -112,7 +112,7 @@ impl Instances {
             .update_instance_fields(instance.id, &fields)
             .await
             .map_err(|e| e.to_string())?;
-        let target = self.target_of(&updated).await.map_err(|e| e.message)?;
+        let target = self.target_of(&updated).await.map_err(|e| e.reason())?;
         self.wait_gateway_running(instance.id, InstanceStatus::Provisioning, &target)
             .await
     }
@@ -126,6 +126,7 @@ impl Instances {
         expected: InstanceStatus,
         target: &RuntimeTarget,
     ) -> Result<(), String> {
+        use clawplane_http::v1::GatewayState;
         let mut round = 0u64;
         loop {
             round += 1;
@@ -142,10 +143,10 @@ impl Instances {
                 }
             }
             match self.inner.client.status(target).await {
-                Ok(status) => match status["gateway"]["state"].as_str() {
-                    Some("running") => return Ok(()),
-                    Some("crashed") if status["gateway"]["crashes"].as_u64() >= Some(3) => {
-                        let last = status["gateway"]["lastError"].as_str().unwrap_or("");
+                Ok(status) => match status.gateway.state {
+                    GatewayState::Running => return Ok(()),
+                    GatewayState::Crashed if status.gateway.crashes >= 3 => {
+                        let last = status.gateway.last_error.unwrap_or_default();
                         return Err(format!("the gateway keeps crashing: {last}"));
                     }
                     _ => {}
@@ -231,7 +232,7 @@ impl Instances {
         let secrets = self
             .runtime_secrets(instance)
             .await
-            .map_err(|e| e.message)?;
+            .map_err(|e| e.reason())?;
         let fields = self
             .inner
             .provisioner

@@ -343,7 +343,7 @@ impl Instances {
             self.keep_stopped(&updated).await;
             return Ok(Restore::Running);
         }
-        let target = self.target_of(&updated).await.map_err(|e| e.message)?;
+        let target = self.target_of(&updated).await.map_err(|e| e.reason())?;
         let wait = self.inner.settings.provision_timeout;
         match tokio::time::timeout(wait, self.wait_gateway_running(id, status, &target)).await {
             Ok(Ok(())) => Ok(Restore::Running),

@@ -9,14 +9,13 @@ use std::collections::BTreeMap;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use clawplane_domain::{InstanceFields, InstanceStatus, RuntimeName, SecretName, UserId};
+use clawplane_domain::{InstanceFields, InstanceStatus, RuntimeName, SecretName};
 use clawplane_secrets::{ExposeSecret, SecretString};
-use clawplane_store::NewAudit;
 use serde_json::{json, Value};
 
 use crate::error::{ok, ApiError};
 use crate::extract::{control_user_id, limit, query_map, request_id, ControlAuth, JsonBody};
-use crate::instances::validate_provider_keys;
+use crate::instances::secrets::{Actor, SecretValue};
 use crate::state::AppState;
 
 /// Longest secret value accepted.
@@ -135,26 +134,12 @@ fn secret_name(raw: Option<&str>) -> Result<SecretName, ApiError> {
     })
 }
 
-async fn audit(
-    state: &AppState,
-    headers: &HeaderMap,
-    action: &str,
-    user: &UserId,
-    instance: &clawplane_domain::Instance,
-    name: SecretName,
-) -> Result<(), ApiError> {
-    state
-        .store
-        .audit(NewAudit {
-            actor: "control",
-            action,
-            user_id: user,
-            instance_id: Some(instance.id.to_string()),
-            subject: Some(name.as_str()),
-            request_id: request_id(headers),
-        })
-        .await?;
-    Ok(())
+/// The audit log's actor for a control request.
+fn control_actor(headers: &HeaderMap) -> Actor<'_> {
+    Actor {
+        kind: "control",
+        request_id: request_id(headers),
+    }
 }
 
 /// `GET /control/openclaw/instance/secret?user_id=&name=`: the plaintext of
@@ -176,14 +161,10 @@ pub async fn get_secret(
             .or_else(|| query.get("key"))
             .map(String::as_str),
     )?;
-    let instance = state.instances.live(&user).await?;
-    audit(&state, &headers, "secret.read", &user, &instance, name).await?;
     let value = state
-        .vault
-        .get(instance.id, name)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .ok_or_else(|| ApiError::not_found(format!("{} is not set", name.as_str())))?;
+        .instances
+        .read_secret(&user, name, control_actor(&headers))
+        .await?;
     Ok(ok(
         json!({ "name": name.as_str(), "value": value.expose_secret() }),
     ))
@@ -218,34 +199,21 @@ pub async fn post_secret(
             ))
         }
     };
-    let keys: Option<BTreeMap<String, SecretString>> = if name == SecretName::ProviderKeys {
-        let keys = clawplane_http::json::from_str(&value).map_err(|_| {
-            ApiError::bad_request(
-                "provider_keys must be a JSON object of names and string values, each name once",
-            )
-        })?;
-        validate_provider_keys(&keys)?;
-        Some(keys)
-    } else if value.len() < 16 || value.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(ApiError::bad_request(
-            "a token must be at least 16 printable characters without spaces",
-        ));
+    let value = if name == SecretName::ProviderKeys {
+        let keys: BTreeMap<String, SecretString> = clawplane_http::json::from_str(&value)
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "provider_keys must be a JSON object of names and string values, each name once",
+                )
+            })?;
+        SecretValue::ProviderKeys(keys)
     } else {
-        None
+        SecretValue::Token(SecretString::from(value))
     };
-    let instance = state.instances.live(&user).await?;
-    audit(&state, &headers, "secret.write", &user, &instance, name).await?;
-    match keys {
-        Some(keys) => {
-            state.instances.set_provider_keys(&user, Some(keys)).await?;
-        }
-        None => {
-            state
-                .vault
-                .put(instance.id, name, &SecretString::from(value))
-                .await?
-        }
-    }
+    state
+        .instances
+        .write_secret(&user, name, value, control_actor(&headers))
+        .await?;
     Ok(ok(json!({ "name": name.as_str(), "stored": true })))
 }
 

@@ -9,27 +9,19 @@ pub mod runtime;
 pub mod tokens;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use tower_http::cors::{Any, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ok, ApiError};
 use crate::state::AppState;
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The authenticated surfaces, each route registered together with its
 /// OpenAPI description, so the document cannot drift from the routes.
@@ -83,9 +75,10 @@ pub fn openapi() -> OpenApi {
     doc
 }
 
-/// Builds the application's router.
-pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.body_limit;
+/// The API's routes: the authenticated surfaces, the route map at
+/// `GET /api/openclaw`, health, metrics and the OpenAPI document. The
+/// application (`crate::app`) puts them beside the console and the ingress.
+pub fn api() -> Router<AppState> {
     let (authenticated, doc) = surfaces().split_for_parts();
     let doc = {
         let mut doc = doc;
@@ -93,7 +86,32 @@ pub fn router(state: AppState) -> Router {
         Arc::new(doc.to_json().unwrap_or_else(|_| "{}".into()))
     };
     let api_routes: Arc<Vec<String>> = Arc::new(route_map(&openapi()));
-    let cors = CorsLayer::new()
+    Router::new()
+        .merge(
+            authenticated
+                .route(
+                    "/api/openclaw",
+                    get(move || async move { ok(serde_json::json!({ "routes": *api_routes })) }),
+                )
+                .layer(SetResponseHeaderLayer::overriding(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                )),
+        )
+        .route("/healthz", get(health::get_healthz))
+        .route("/readyz", get(health::get_readyz))
+        .route("/metrics", get(health::get_metrics))
+        .route(
+            "/api/openapi.json",
+            get(move || async move {
+                ([(header::CONTENT_TYPE, "application/json")], (*doc).clone()).into_response()
+            }),
+        )
+}
+
+/// The headers a browser may send to the API from another origin.
+pub fn cors() -> CorsLayer {
+    CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([
             Method::GET,
@@ -109,54 +127,7 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("x-oa-user-id"),
             HeaderName::from_static("x-openagents-service-token"),
             HeaderName::from_static("idempotency-key"),
-        ]);
-    let metrics = state.metrics.clone();
-    Router::new()
-        .merge(
-            authenticated
-                .route("/api/openclaw", get(move || async move { ok(serde_json::json!({ "routes": *api_routes })) }))
-                .layer(SetResponseHeaderLayer::overriding(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-store"),
-                )),
-        )
-        .merge(crate::console::router().layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        )))
-        .route("/healthz", get(health::get_healthz))
-        .route("/readyz", get(health::get_readyz))
-        .route("/metrics", get(health::get_metrics))
-        .route(
-            "/api/openapi.json",
-            get(move || async move {
-                ([(header::CONTENT_TYPE, "application/json")], (*doc).clone()).into_response()
-            }),
-        )
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(cors)
-        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(330)))
-        // Gateway traffic leaves here: outside the API's CORS, body limit,
-        // timeout and metrics; inside request ids and tracing.
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::ingress::route_by_host))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                let id = req
-                    .headers()
-                    .get(REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                // The path only: a query string could carry anything.
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            })
-            .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .with_state(state)
+        ])
 }
 
 /// The seed's route map at `GET /api/openclaw`, from the OpenAPI document.
@@ -181,11 +152,13 @@ fn route_map(doc: &OpenApi) -> Vec<String> {
     routes
 }
 
-async fn not_found() -> ApiError {
+/// Any other path: the envelope's 404.
+pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route; GET /api/openclaw lists the API's routes")
 }
 
-async fn method_not_allowed() -> ApiError {
+/// A known path with a method it does not take.
+pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",

@@ -9,9 +9,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::{ok, ApiError};
-use crate::extract::{is_backup_id, ApiUser, JsonBody, PathText};
+use crate::extract::{ApiUser, JsonBody, PathText};
 use crate::runtime_client::GatewayAction;
 use crate::state::AppState;
+use clawplane_domain::is_backup_id;
 
 /// `GET /api/openclaw/runtime/status`: gateway state, last backup, instance type, version.
 #[utoipa::path(get, path = "/api/openclaw/runtime/status", tag = "runtime",

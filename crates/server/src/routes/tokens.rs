@@ -3,9 +3,8 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use clawplane_domain::{ApiToken, TokenName, UserId};
-use clawplane_secrets::{generate_api_token, ExposeSecret, SecretString};
-use clawplane_store::{Store, StoreError};
+use clawplane_domain::TokenName;
+use clawplane_secrets::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -43,25 +42,10 @@ pub async fn post_token(
     JsonBody(body): JsonBody<NewTokenBody>,
 ) -> Result<Response, ApiError> {
     let name = TokenName::parse(&body.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let (token, record) = issue_api_token(&state.store, &user, &name).await?;
+    let (token, record) = crate::api_tokens::issue(&state.store, &user, &name).await?;
     Ok(ok(
         json!({ "token": token.expose_secret(), "api_token": record }),
     ))
-}
-
-/// Creates a token for `user` (the API's and the console's way): the token
-/// to show once, and its record (a digest and a hint are all that is kept).
-pub async fn issue_api_token(
-    store: &Store,
-    user: &UserId,
-    name: &TokenName,
-) -> Result<(SecretString, ApiToken), StoreError> {
-    let (token, digest) = generate_api_token();
-    let secret = token.expose_secret();
-    let hint = format!("cpk_…{}", &secret[secret.len() - 4..]);
-    let record = store.create_api_token(user, name, &digest, &hint).await?;
-    tracing::info!(token_id = %record.id, "API token created");
-    Ok((token, record))
 }
 
 /// `DELETE /api/openclaw/tokens/{id}`: revokes one of the caller's tokens.
