@@ -19,7 +19,7 @@ use crate::state::AppState;
 /// `GET /api/openclaw/billing/summary`: the caller's balance, month-to-date
 /// usage, next grant and recent entries.
 #[utoipa::path(get, path = "/api/openclaw/billing/summary", tag = "billing",
-    responses((status = 200, description = "`{user_id, balance_usd, month_to_date_usage_usd, next_monthly_grant, recent_entries, ...}`")))]
+    responses((status = 200, description = "`{user_id, balance_usd, month_to_date_usage_usd, next_monthly_grant, recent_entries, ...}`", body = super::schemas::SummaryReply)))]
 pub async fn get_api_summary(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -30,7 +30,7 @@ pub async fn get_api_summary(
 /// `GET /api/openclaw/billing/ledger?before=&limit=`: the caller's entries, newest first.
 #[utoipa::path(get, path = "/api/openclaw/billing/ledger", tag = "billing",
     params(("before" = Option<String>, Query, description = "Cursor from the previous page"), ("limit" = Option<u32>, Query, description = "1-200, default 50")),
-    responses((status = 200, description = "`{entries, next_cursor}`")))]
+    responses((status = 200, description = "`{entries, next_cursor}`", body = super::schemas::LedgerPageReply)))]
 pub async fn get_api_ledger(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -53,7 +53,7 @@ pub async fn get_api_ledger(
 
 /// `GET /control/openclaw/billing/summary`: the seed's `{user_id, balance_usd}` and more.
 #[utoipa::path(get, path = "/control/openclaw/billing/summary", tag = "control",
-    responses((status = 200, description = "The user's billing summary")))]
+    responses((status = 200, description = "The user's billing summary", body = super::schemas::SummaryReply)))]
 pub async fn get_control_summary(
     State(state): State<AppState>,
     _auth: ControlAuth,
@@ -68,7 +68,7 @@ pub async fn get_control_summary(
 /// `POST /control/openclaw/billing/grant` `{user_id, amount_usd, source?, meta?}`.
 #[utoipa::path(post, path = "/control/openclaw/billing/grant", tag = "control",
     params(("Idempotency-Key" = String, Header, description = "Required")),
-    responses((status = 200, description = "`{user_id, balance_usd, entry, replayed}`")))]
+    responses((status = 200, description = "`{user_id, balance_usd, entry, replayed}`", body = super::schemas::LedgerWriteReply)))]
 pub async fn post_control_grant(
     State(state): State<AppState>,
     _auth: ControlAuth,
@@ -86,7 +86,7 @@ pub async fn post_control_grant(
 /// 402 when the balance would go below the floor.
 #[utoipa::path(post, path = "/control/openclaw/billing/burn", tag = "control",
     params(("Idempotency-Key" = String, Header, description = "Required")),
-    responses((status = 200, description = "`{user_id, balance_usd, entry, replayed}`"), (status = 402, description = "Insufficient credits")))]
+    responses((status = 200, description = "`{user_id, balance_usd, entry, replayed}`", body = super::schemas::LedgerWriteReply), (status = 402, description = "Insufficient credits")))]
 pub async fn post_control_burn(
     State(state): State<AppState>,
     _auth: ControlAuth,
@@ -103,7 +103,7 @@ pub async fn post_control_burn(
 /// `POST /control/openclaw/billing/reverse` `{user_id, entry_id, reason?}`.
 #[utoipa::path(post, path = "/control/openclaw/billing/reverse", tag = "control",
     params(("Idempotency-Key" = String, Header, description = "Required")),
-    responses((status = 200, description = "The reversal")))]
+    responses((status = 200, description = "The reversal", body = super::schemas::LedgerWriteReply)))]
 pub async fn post_control_reverse(
     State(state): State<AppState>,
     _auth: ControlAuth,

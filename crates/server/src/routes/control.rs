@@ -24,7 +24,7 @@ const MAX_SECRET_LEN: usize = 16 * 1024;
 /// `GET /control/openclaw/instance`: the user's instance or `null`.
 #[utoipa::path(get, path = "/control/openclaw/instance", tag = "control",
     params(("user_id" = Option<String>, Query, description = "Or the x-oa-user-id header")),
-    responses((status = 200, description = "The instance (no secret field), or null")))]
+    responses((status = 200, description = "The instance (no secret field), or null", body = super::schemas::InstanceReply)))]
 pub async fn get_instance(
     State(state): State<AppState>,
     _auth: ControlAuth,
@@ -39,7 +39,7 @@ pub async fn get_instance(
 /// cf_*?, r2_bucket_name?}`: creates the user's instance (provisioned as
 /// through the API) or returns the live one, then records the given fields.
 #[utoipa::path(post, path = "/control/openclaw/instance", tag = "control",
-    responses((status = 200, description = "The instance (no secret field)")))]
+    responses((status = 200, description = "The instance (no secret field)", body = super::schemas::InstanceReply)))]
 pub async fn post_instance(
     State(state): State<AppState>,
     _auth: ControlAuth,
@@ -104,7 +104,7 @@ fn instance_fields(body: &Value) -> Result<InstanceFields, ApiError> {
 /// into `provisioning` or `ready` needs credits (402) and room (503), as the
 /// API's create and start do.
 #[utoipa::path(post, path = "/control/openclaw/instance/status", tag = "control",
-    responses((status = 200, description = "The instance"), (status = 402, description = "No credits left"), (status = 409, description = "Transition not allowed"), (status = 503, description = "The host is full")))]
+    responses((status = 200, description = "The instance", body = super::schemas::InstanceReply), (status = 402, description = "No credits left"), (status = 409, description = "Transition not allowed"), (status = 503, description = "The host is full")))]
 pub async fn post_status(
     State(state): State<AppState>,
     _auth: ControlAuth,
@@ -146,7 +146,7 @@ fn control_actor(headers: &HeaderMap) -> Actor<'_> {
 /// one secret of the user's live instance, audited before it is read.
 #[utoipa::path(get, path = "/control/openclaw/instance/secret", tag = "control",
     params(("name" = String, Query, description = "service_token, gateway_token or provider_keys")),
-    responses((status = 200, description = "`{name, value}`"), (status = 404, description = "Not set")))]
+    responses((status = 200, description = "`{name, value}`", body = super::schemas::SecretReply), (status = 404, description = "Not set")))]
 pub async fn get_secret(
     State(state): State<AppState>,
     _auth: ControlAuth,
@@ -174,7 +174,7 @@ pub async fn get_secret(
 /// encrypts and stores one secret (audited). `provider_keys` is a JSON
 /// object of environment variable names and values.
 #[utoipa::path(post, path = "/control/openclaw/instance/secret", tag = "control",
-    responses((status = 200, description = "`{name, stored: true}`")))]
+    responses((status = 200, description = "`{name, stored: true}`", body = super::schemas::SecretStoredReply)))]
 pub async fn post_secret(
     State(state): State<AppState>,
     _auth: ControlAuth,
@@ -219,7 +219,7 @@ pub async fn post_secret(
 
 /// `GET /control/openclaw/audit?user_id=&limit=`: the user's audit records, newest first.
 #[utoipa::path(get, path = "/control/openclaw/audit", tag = "control",
-    responses((status = 200, description = "`{entries: [...]}`")))]
+    responses((status = 200, description = "`{entries: [...]}`", body = super::schemas::AuditReply)))]
 pub async fn get_audit(
     State(state): State<AppState>,
     _auth: ControlAuth,

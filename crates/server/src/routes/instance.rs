@@ -17,7 +17,7 @@ use crate::state::AppState;
 /// `GET /api/openclaw/instance`: the caller's instance (a deleted one when
 /// that is the latest), or `null`. No secret field is ever included.
 #[utoipa::path(get, path = "/api/openclaw/instance", tag = "instance",
-    responses((status = 200, description = "The instance, or null"), (status = 401, description = "Missing or wrong credentials")))]
+    responses((status = 200, description = "The instance, or null", body = super::schemas::InstanceReply), (status = 401, description = "Missing or wrong credentials")))]
 pub async fn get_instance(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -28,7 +28,7 @@ pub async fn get_instance(
 /// `POST /api/openclaw/instance`: creates the caller's instance in
 /// `provisioning` (or returns the live one; one in `error` is provisioned again).
 #[utoipa::path(post, path = "/api/openclaw/instance", tag = "instance",
-    responses((status = 200, description = "The instance, provisioning or as it is"), (status = 402, description = "No credits left")))]
+    responses((status = 200, description = "The instance, provisioning or as it is", body = super::schemas::InstanceReply), (status = 402, description = "No credits left")))]
 pub async fn post_instance(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -43,7 +43,7 @@ pub async fn post_instance(
 /// unless `backup=required` asks for a fresh one (then 409 `backup_failed`).
 #[utoipa::path(delete, path = "/api/openclaw/instance", tag = "instance",
     params(("backup" = Option<String>, Query, description = "`required`: refuse unless a fresh protective backup is taken")),
-    responses((status = 200, description = "The deleted instance and its protective backup"), (status = 404, description = "No live instance"), (status = 409, description = "The protective backup failed; nothing was deleted")))]
+    responses((status = 200, description = "The deleted instance and its protective backup", body = super::schemas::DeletedReply), (status = 404, description = "No live instance"), (status = 409, description = "The protective backup failed; nothing was deleted")))]
 pub async fn delete_instance(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -67,7 +67,7 @@ pub async fn delete_instance(
 
 /// `GET /api/openclaw/provider-keys`: the names of the stored keys.
 #[utoipa::path(get, path = "/api/openclaw/provider-keys", tag = "instance",
-    responses((status = 200, description = "`{names: [...]}`; values are never returned")))]
+    responses((status = 200, description = "`{names: [...]}`; values are never returned", body = super::schemas::KeyNamesReply)))]
 pub async fn get_provider_keys(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -89,7 +89,7 @@ pub struct ProviderKeysBody {
 /// keys (encrypted as `provider_keys`); a running runtime is restarted in the
 /// background so its gateway gets them.
 #[utoipa::path(put, path = "/api/openclaw/provider-keys", tag = "instance", request_body = ProviderKeysBody,
-    responses((status = 200, description = "`{names, restarting}`")))]
+    responses((status = 200, description = "`{names, restarting}`", body = super::schemas::KeysSetReply)))]
 pub async fn put_provider_keys(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -108,7 +108,7 @@ pub async fn put_provider_keys(
 
 /// `DELETE /api/openclaw/provider-keys`: removes every stored key.
 #[utoipa::path(delete, path = "/api/openclaw/provider-keys", tag = "instance",
-    responses((status = 200, description = "`{names: [], restarting}`")))]
+    responses((status = 200, description = "`{names: [], restarting}`", body = super::schemas::KeysSetReply)))]
 pub async fn delete_provider_keys(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,

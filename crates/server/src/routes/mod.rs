@@ -6,6 +6,7 @@ pub mod control;
 pub mod health;
 pub mod instance;
 pub mod runtime;
+pub mod schemas;
 pub mod tokens;
 
 use std::sync::Arc;

@@ -16,7 +16,7 @@ use clawplane_domain::is_backup_id;
 
 /// `GET /api/openclaw/runtime/status`: gateway state, last backup, instance type, version.
 #[utoipa::path(get, path = "/api/openclaw/runtime/status", tag = "runtime",
-    responses((status = 200, description = "The runtime's status"), (status = 404, description = "instance not found"),
+    responses((status = 200, description = "The runtime's status", body = super::schemas::RuntimeReply), (status = 404, description = "instance not found"),
         (status = 409, description = "runtime url not set / service token not set"), (status = 502, description = "The runtime did not answer or answered nonsense")))]
 pub async fn get_status(
     State(state): State<AppState>,
@@ -28,7 +28,7 @@ pub async fn get_status(
 
 /// `GET /api/openclaw/runtime/devices`: pending pairing requests and paired devices.
 #[utoipa::path(get, path = "/api/openclaw/runtime/devices", tag = "runtime",
-    responses((status = 200, description = "`{pending, paired}`")))]
+    responses((status = 200, description = "`{pending, paired}`", body = super::schemas::RuntimeReply)))]
 pub async fn get_devices(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -45,7 +45,7 @@ fn request_id(raw: &str) -> Result<Uuid, ApiError> {
 /// `POST /api/openclaw/runtime/devices/{requestId}/approve`.
 #[utoipa::path(post, path = "/api/openclaw/runtime/devices/{requestId}/approve", tag = "runtime",
     params(("requestId" = String, Path, description = "The pending request's id")),
-    responses((status = 200, description = "Paired"), (status = 404, description = "No such pending request")))]
+    responses((status = 200, description = "Paired", body = super::schemas::RuntimeReply), (status = 404, description = "No such pending request")))]
 pub async fn post_approve(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -63,7 +63,7 @@ pub async fn post_approve(
 /// `POST /api/openclaw/runtime/devices/{requestId}/reject`.
 #[utoipa::path(post, path = "/api/openclaw/runtime/devices/{requestId}/reject", tag = "runtime",
     params(("requestId" = String, Path, description = "The pending request's id")),
-    responses((status = 200, description = "Rejected"), (status = 404, description = "No such pending request")))]
+    responses((status = 200, description = "Rejected", body = super::schemas::RuntimeReply), (status = 404, description = "No such pending request")))]
 pub async fn post_reject(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -80,7 +80,7 @@ pub async fn post_reject(
 
 /// `POST /api/openclaw/runtime/backup`: a consistent backup now.
 #[utoipa::path(post, path = "/api/openclaw/runtime/backup", tag = "runtime",
-    responses((status = 200, description = "The backup taken")))]
+    responses((status = 200, description = "The backup taken", body = super::schemas::RuntimeReply)))]
 pub async fn post_backup(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -91,7 +91,7 @@ pub async fn post_backup(
 
 /// `GET /api/openclaw/runtime/backups`: the backup history, newest first.
 #[utoipa::path(get, path = "/api/openclaw/runtime/backups", tag = "runtime",
-    responses((status = 200, description = "The backups")))]
+    responses((status = 200, description = "The backups", body = super::schemas::RuntimeReply)))]
 pub async fn get_backups(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -112,7 +112,7 @@ pub struct RestoreBody {
 /// `POST /api/openclaw/runtime/restore` `{backupId?}`: the gateway is
 /// stopped, the state restored, the gateway started again.
 #[utoipa::path(post, path = "/api/openclaw/runtime/restore", tag = "runtime", request_body = RestoreBody,
-    responses((status = 200, description = "Restored"), (status = 404, description = "No such backup")))]
+    responses((status = 200, description = "Restored", body = super::schemas::RuntimeReply), (status = 404, description = "No such backup")))]
 pub async fn post_restore(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -136,7 +136,7 @@ pub async fn post_restore(
 
 /// `POST /api/openclaw/runtime/restart`: a protective backup, then the gateway restarted.
 #[utoipa::path(post, path = "/api/openclaw/runtime/restart", tag = "runtime",
-    responses((status = 200, description = "Restarted")))]
+    responses((status = 200, description = "Restarted", body = super::schemas::RuntimeReply)))]
 pub async fn post_restart(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -149,7 +149,7 @@ pub async fn post_restart(
 
 /// `POST /api/openclaw/runtime/stop`: a protective backup, the gateway stopped, the instance `stopped`.
 #[utoipa::path(post, path = "/api/openclaw/runtime/stop", tag = "runtime",
-    responses((status = 200, description = "Stopped")))]
+    responses((status = 200, description = "Stopped", body = super::schemas::RuntimeReply)))]
 pub async fn post_stop(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -162,7 +162,7 @@ pub async fn post_stop(
 
 /// `POST /api/openclaw/runtime/start`: the gateway started, the instance `ready` (needs credits).
 #[utoipa::path(post, path = "/api/openclaw/runtime/start", tag = "runtime",
-    responses((status = 200, description = "Started"), (status = 402, description = "No credits left")))]
+    responses((status = 200, description = "Started", body = super::schemas::RuntimeReply), (status = 402, description = "No credits left")))]
 pub async fn post_start(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,

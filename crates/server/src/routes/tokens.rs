@@ -15,7 +15,7 @@ use crate::state::AppState;
 
 /// `GET /api/openclaw/tokens`: the caller's tokens, newest first.
 #[utoipa::path(get, path = "/api/openclaw/tokens", tag = "tokens",
-    responses((status = 200, description = "`{tokens: [...]}` without the tokens themselves")))]
+    responses((status = 200, description = "`{tokens: [...]}` without the tokens themselves", body = super::schemas::TokensReply)))]
 pub async fn get_tokens(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -35,7 +35,7 @@ pub struct NewTokenBody {
 
 /// `POST /api/openclaw/tokens` `{name}`: a new token, in this reply only.
 #[utoipa::path(post, path = "/api/openclaw/tokens", tag = "tokens", request_body = NewTokenBody,
-    responses((status = 200, description = "`{token, api_token}`: keep `token`, it is not shown again")))]
+    responses((status = 200, description = "`{token, api_token}`: keep `token`, it is not shown again", body = super::schemas::NewTokenReply)))]
 pub async fn post_token(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
@@ -51,7 +51,7 @@ pub async fn post_token(
 /// `DELETE /api/openclaw/tokens/{id}`: revokes one of the caller's tokens.
 #[utoipa::path(delete, path = "/api/openclaw/tokens/{id}", tag = "tokens",
     params(("id" = String, Path, description = "The token's id")),
-    responses((status = 200, description = "The revoked token"), (status = 404, description = "No such token of the caller")))]
+    responses((status = 200, description = "The revoked token", body = super::schemas::RevokedTokenReply), (status = 404, description = "No such token of the caller")))]
 pub async fn delete_token(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
