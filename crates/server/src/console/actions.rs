@@ -18,7 +18,9 @@ use super::session::{
 };
 use super::throttle::SignInGate;
 use super::{done, render, ConsoleError};
-use crate::runtime_client::GatewayAction;
+use crate::instances::runtime_ops::DeviceDecision;
+use crate::instances::InstanceError;
+use crate::runtime_client::{GatewayAction, RuntimeError};
 use crate::state::AppState;
 
 /// A form body whose rejection is a page, not axum's plain text.
@@ -170,16 +172,18 @@ pub async fn decide(
     let id = Uuid::parse_str(&request_id).map_err(|_| {
         ConsoleError::bad_request("That pairing request does not exist. Reload the Security page.")
     })?;
-    let (_, target) = state.instances.target(&s.user).await?;
-    let client = state.instances.client();
-    let result = match decision.as_str() {
-        "approve" => client.approve_device(&target, id).await.map(|_| "approved"),
-        "reject" => client.reject_device(&target, id).await.map(|_| "rejected"),
+    let decision = match decision.as_str() {
+        "approve" => DeviceDecision::Approve,
+        "reject" => DeviceDecision::Reject,
         _ => return Err(ConsoleError::bad_request("Choose Approve or Reject.")),
     };
-    match result {
-        Ok(notice) => Ok(done("/console/security", notice)),
-        Err(crate::runtime_client::RuntimeError::Status { status: 404, .. }) => Err(ConsoleError::bad_request(
+    let notice = match decision {
+        DeviceDecision::Approve => "approved",
+        DeviceDecision::Reject => "rejected",
+    };
+    match state.instances.decide_device(&s.user, id, decision).await {
+        Ok(_) => Ok(done("/console/security", notice)),
+        Err(InstanceError::Runtime(RuntimeError::Status { status: 404, .. })) => Err(ConsoleError::bad_request(
             "That pairing request expired or was already decided. Ask the device to connect again, then reload the Security page.",
         )),
         Err(e) => Err(e.into()),
@@ -194,10 +198,8 @@ pub async fn usage(
     FormMap(form): FormMap,
 ) -> Result<Response, ConsoleError> {
     s.check_csrf(&form)?;
-    let (_, target) = state.instances.target(&s.user).await?;
-    let client = state.instances.client();
     let notice = match action.as_str() {
-        "backup" => client.backup(&target).await.map(|_| "backup")?,
+        "backup" => state.instances.backup(&s.user).await.map(|_| "backup")?,
         "restart" => state
             .instances
             .gateway(&s.user, GatewayAction::Restart)
@@ -218,7 +220,11 @@ pub async fn usage(
             if !clawplane_domain::is_backup_id(id) {
                 return Err(ConsoleError::bad_request("Choose a backup from the list."));
             }
-            client.restore(&target, Some(id)).await.map(|_| "restore")?
+            state
+                .instances
+                .restore_backup(&s.user, Some(id))
+                .await
+                .map(|_| "restore")?
         }
         _ => return Err(ConsoleError::bad_request("That action does not exist.")),
     };

@@ -19,6 +19,7 @@ use super::{
     notice_text, render, Chrome, ConsoleError, LINKS, POLL_DEVICES_MS, POLL_PROVISIONING_MS,
     POLL_STATUS_MS,
 };
+use crate::instances::InstanceError;
 use crate::state::AppState;
 
 type Params = Query<HashMap<String, String>>;
@@ -131,17 +132,22 @@ struct Overview {
 
 /// The runtime's status, or what to tell the person instead.
 async fn runtime_status(state: &AppState, s: &Session) -> Result<v1::Status, String> {
-    let (instance, target) = state
+    let instance = state
         .instances
-        .target(&s.user)
+        .live(&s.user)
         .await
         .map_err(|_| "Your instance has no runtime yet.".to_owned())?;
     if instance.status == InstanceStatus::Provisioning {
         return Err("Your instance is still being created.".into());
     }
-    state.instances.client().status(&target).await.map_err(|_| {
-        "The runtime did not answer. It may be restarting: reload this page in a minute, and if it persists restart the gateway on the Usage page.".to_owned()
-    })
+    state
+        .instances
+        .runtime_status(&s.user)
+        .await
+        .map_err(|e| match e {
+            InstanceError::Runtime(_) => "The runtime did not answer. It may be restarting: reload this page in a minute, and if it persists restart the gateway on the Usage page.".to_owned(),
+            _ => "Your instance has no runtime yet.".to_owned(),
+        })
 }
 
 /// `GET /console`: the instance and runtime cards.
@@ -270,16 +276,12 @@ pub async fn security(
     s: Session,
     Query(q): Params,
 ) -> Result<Response, ConsoleError> {
-    let devices = match state.instances.target(&s.user).await {
-        Ok((_, target)) => state
-            .instances
-            .client()
-            .devices(&target)
-            .await
-            .map_err(|_| {
-                "The runtime did not answer, so devices cannot be listed now. Reload in a minute."
-                    .to_owned()
-            }),
+    let devices = match state.instances.devices(&s.user).await {
+        Ok(list) => Ok(list),
+        Err(InstanceError::Runtime(_)) => Err(
+            "The runtime did not answer, so devices cannot be listed now. Reload in a minute."
+                .to_owned(),
+        ),
         Err(_) => Err("Create your instance first: devices pair with its gateway.".to_owned()),
     };
     let (unavailable, pending, paired) = match devices {
@@ -359,16 +361,12 @@ pub async fn usage(
         .await?
         .filter(|i| matches!(i.status, InstanceStatus::Stopped | InstanceStatus::Error))
         .and_then(|i| i.status_reason);
-    let backups = match state.instances.target(&s.user).await {
-        Ok((_, target)) => state
-            .instances
-            .client()
-            .backups(&target)
-            .await
-            .map(|list| list.backups)
-            .unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
+    let backups = state
+        .instances
+        .backups(&s.user)
+        .await
+        .map(|list| list.backups)
+        .unwrap_or_default();
     let gateway = status.as_ref().map(|st| st.gateway.state);
     let actions = match gateway {
         Ok(v1::GatewayState::Running) => vec![

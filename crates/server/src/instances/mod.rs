@@ -6,6 +6,8 @@
 //! - [`provisioning`]: the reconciler that drives `provisioning` to `ready`
 //!   or `error`, and finds runtimes again after a restart;
 //! - [`provider_keys`]: the user's model provider keys;
+//! - [`runtime_ops`]: what a user asks of their runtime (status, devices,
+//!   backups), one method each;
 //! - [`secrets`]: the operator's audited reads and writes of a secret;
 //! - [`control`]: status moves by the operator's services;
 //! - [`InstanceError`]: what the service refuses or fails with, without HTTP;
@@ -19,6 +21,7 @@ pub mod error;
 pub mod fleet;
 pub mod provider_keys;
 pub mod provisioning;
+pub mod runtime_ops;
 pub mod secrets;
 pub mod supervision;
 

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::error::{ok, ApiError};
 use crate::extract::{ApiUser, JsonBody, PathText};
+use crate::instances::runtime_ops::DeviceDecision;
 use crate::runtime_client::GatewayAction;
 use crate::state::AppState;
 use clawplane_domain::is_backup_id;
@@ -22,8 +23,7 @@ pub async fn get_status(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
 ) -> Result<Response, ApiError> {
-    let (_, target) = state.instances.target(&user).await?;
-    Ok(ok(state.instances.client().status(&target).await?))
+    Ok(ok(state.instances.runtime_status(&user).await?))
 }
 
 /// `GET /api/openclaw/runtime/devices`: pending pairing requests and paired devices.
@@ -33,8 +33,7 @@ pub async fn get_devices(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
 ) -> Result<Response, ApiError> {
-    let (_, target) = state.instances.target(&user).await?;
-    Ok(ok(state.instances.client().devices(&target).await?))
+    Ok(ok(state.instances.devices(&user).await?))
 }
 
 fn request_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -52,11 +51,9 @@ pub async fn post_approve(
     PathText(raw): PathText,
 ) -> Result<Response, ApiError> {
     let id = request_id(&raw)?;
-    let (_, target) = state.instances.target(&user).await?;
     Ok(ok(state
         .instances
-        .client()
-        .approve_device(&target, id)
+        .decide_device(&user, id, DeviceDecision::Approve)
         .await?))
 }
 
@@ -70,11 +67,9 @@ pub async fn post_reject(
     PathText(raw): PathText,
 ) -> Result<Response, ApiError> {
     let id = request_id(&raw)?;
-    let (_, target) = state.instances.target(&user).await?;
     Ok(ok(state
         .instances
-        .client()
-        .reject_device(&target, id)
+        .decide_device(&user, id, DeviceDecision::Reject)
         .await?))
 }
 
@@ -85,8 +80,7 @@ pub async fn post_backup(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
 ) -> Result<Response, ApiError> {
-    let (_, target) = state.instances.target(&user).await?;
-    Ok(ok(state.instances.client().backup(&target).await?))
+    Ok(ok(state.instances.backup(&user).await?))
 }
 
 /// `GET /api/openclaw/runtime/backups`: the backup history, newest first.
@@ -96,8 +90,7 @@ pub async fn get_backups(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
 ) -> Result<Response, ApiError> {
-    let (_, target) = state.instances.target(&user).await?;
-    Ok(ok(state.instances.client().backups(&target).await?))
+    Ok(ok(state.instances.backups(&user).await?))
 }
 
 /// The body of a restore: a backup id, or none for the latest.
@@ -126,12 +119,7 @@ pub async fn post_restore(
             ));
         }
     }
-    let (_, target) = state.instances.target(&user).await?;
-    Ok(ok(state
-        .instances
-        .client()
-        .restore(&target, backup_id)
-        .await?))
+    Ok(ok(state.instances.restore_backup(&user, backup_id).await?))
 }
 
 /// `POST /api/openclaw/runtime/restart`: a protective backup, then the gateway restarted.
