@@ -204,6 +204,7 @@ async fn bare_gateway_start(
             bind: BindMode::Loopback,
             trusted_proxies: vec!["127.0.0.1".into()],
             log_file: spec.gateway_json_log(),
+            models: None,
         },
     )?;
     let http = reqwest::Client::builder()

@@ -1,6 +1,7 @@
 //! Ledger operations: the seed's three (balance, grant, burn), each answering
 //! `{user_id, balance_usd}`, plus reversal, pages of entries, a summary and
-//! `verify`.
+//! `verify`; model spend in two phases (hold, then settle or release) is in
+//! [`models`].
 //!
 //! Every write carries an idempotency key. The request is digested (SHA-256
 //! over its operation, user, amount, source and meta), so a replay with the
@@ -14,6 +15,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{BillingConfig, BillingError};
+
+pub mod models;
+
+pub use models::{ModelReservation, ModelUsage, RecoveryReport};
 
 /// Largest single grant or burn: one billion dollars.
 pub const MAX_AMOUNT: MicroUsd = MicroUsd::from_usd(1_000_000_000);
@@ -340,14 +345,15 @@ impl Ledger {
         })
     }
 
-    /// Refuses to start a user's instance while their balance is at or below
-    /// the floor (when anything is metered): add credits first.
+    /// Refuses to start a user's instance while their balance, less what
+    /// open model holds reserve, is at or below the floor (when anything is
+    /// metered): add credits first.
     pub async fn ensure_can_run(&self, user: &UserId) -> Result<(), BillingError> {
         let c = &self.config;
         if c.instance_hour_price <= MicroUsd::ZERO && !c.meter_model_spend {
             return Ok(());
         }
-        let balance = self.store.balance(user).await?;
+        let balance = self.store.available_balance(user).await?;
         if balance <= c.floor {
             return Err(BillingError::InsufficientCredits {
                 balance,
@@ -358,7 +364,9 @@ impl Ledger {
         Ok(())
     }
 
-    /// Re-sums every user's entries against the stored balances.
+    /// Re-sums every user's entries against the stored balances, and checks
+    /// model holds (held credits, one burn per settled hold, no model burn
+    /// without a hold); see [`VerifyReport::is_clean`].
     pub async fn verify(&self) -> Result<VerifyReport, BillingError> {
         Ok(self.store.verify_ledger().await?)
     }

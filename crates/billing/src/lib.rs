@@ -1,7 +1,8 @@
 //! Billing: prepaid credits in an append-only ledger.
 //!
 //! - [`ledger`]: the operations (balance, grant, burn, reverse, entries,
-//!   summary, verify) with idempotency and overdraft protection;
+//!   summary, verify) with idempotency and overdraft protection, and model
+//!   spend as holds settled or released ([`ledger::models`]);
 //! - [`monthly`]: the monthly grant to every user with an instance;
 //! - [`metering`]: burns for runtime time and model spend, and stopping an
 //!   instance whose balance reached the floor, through the [`Fleet`] interface
@@ -19,6 +20,9 @@ pub mod monthly;
 
 pub use config::BillingConfig;
 pub use error::BillingError;
-pub use ledger::{Balance, BurnRequest, EntryRequest, GrantRequest, Ledger, Summary};
+pub use ledger::{
+    Balance, BurnRequest, EntryRequest, GrantRequest, Ledger, ModelReservation, ModelUsage,
+    RecoveryReport, Summary,
+};
 pub use metering::{DailyCost, Fleet, Meter, MeterReport};
 pub use monthly::MonthlyGrantReport;

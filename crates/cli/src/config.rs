@@ -237,6 +237,16 @@ pub const PROVIDER_KEYS: EnvOnly = EnvOnly {
     name: "OPENCLAW_PROVIDER_KEYS",
     meaning: "a JSON object of model-provider variables for the gateway",
 };
+/// `CLAWPLANE_MODELS_OFFER`: set by `serve` for the runtimes it starts.
+pub const MODELS_OFFER: EnvOnly = EnvOnly {
+    name: "CLAWPLANE_MODELS_OFFER",
+    meaning: "the models serve includes, as JSON (serve sets it; unset: none)",
+};
+/// `CLAWPLANE_MODEL_TOKEN`: set by `serve` with [`MODELS_OFFER`].
+pub const MODEL_TOKEN: EnvOnly = EnvOnly {
+    name: "CLAWPLANE_MODEL_TOKEN",
+    meaning: "the instance's token for serve's model proxy (serve sets it)",
+};
 /// `CLAWPLANE_LOG`.
 pub const LOG: EnvOnly = EnvOnly {
     name: "CLAWPLANE_LOG",
@@ -284,6 +294,8 @@ pub const RUNTIME_ENV: &[EnvOnly] = &[
     SERVICE_TOKEN,
     GATEWAY_TOKEN,
     PROVIDER_KEYS,
+    MODELS_OFFER,
+    MODEL_TOKEN,
     LOG,
     RUST_LOG,
     PATH,

@@ -10,6 +10,7 @@
 mod commands;
 mod config;
 mod logging;
+mod models;
 
 use clap::{Parser, Subcommand};
 

@@ -60,6 +60,7 @@ async fn a_local_runtime_is_provisioned_found_again_and_removed() {
         service_token: SecretString::from("provision-service-token-0123456789".to_owned()),
         gateway_token: SecretString::from("provision-gateway-token-0123456789".to_owned()),
         provider_keys: None,
+        model_token: None,
     };
     let fields = provisioner(dir.path())
         .provision(&inst, &secrets)

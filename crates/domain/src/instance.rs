@@ -20,14 +20,18 @@ pub enum SecretName {
     GatewayToken,
     /// The user's model provider keys, as a JSON object.
     ProviderKeys,
+    /// The token the instance's gateway presents to `serve`'s model proxy
+    /// (its digest is stored too, to find the caller).
+    ModelToken,
 }
 
 impl SecretName {
     /// Every secret name.
-    pub const ALL: [SecretName; 3] = [
+    pub const ALL: [SecretName; 4] = [
         SecretName::ServiceToken,
         SecretName::GatewayToken,
         SecretName::ProviderKeys,
+        SecretName::ModelToken,
     ];
 
     /// The column prefix and the name bound into the ciphertext.
@@ -36,14 +40,20 @@ impl SecretName {
             SecretName::ServiceToken => "service_token",
             SecretName::GatewayToken => "gateway_token",
             SecretName::ProviderKeys => "provider_keys",
+            SecretName::ModelToken => "model_token",
         }
     }
 
-    /// Parses a secret name (`service_token`, `gateway_token`, `provider_keys`),
-    /// trimmed and case-insensitive.
+    /// Parses the name of a secret the operator may read or write
+    /// (`service_token`, `gateway_token`, `provider_keys`), trimmed and
+    /// case-insensitive. The model token is `serve`'s own: written only
+    /// with its digest, never by name.
     pub fn parse(input: &str) -> Option<Self> {
         let wanted = input.trim().to_ascii_lowercase();
-        Self::ALL.into_iter().find(|n| n.as_str() == wanted)
+        Self::ALL
+            .into_iter()
+            .filter(|n| *n != SecretName::ModelToken)
+            .find(|n| n.as_str() == wanted)
     }
 }
 

@@ -128,6 +128,7 @@ impl Agent {
                 bind: config.bind,
                 trusted_proxies: vec!["127.0.0.1".to_owned(), "::1".to_owned()],
                 log_file: spec.gateway_json_log(),
+                models: config.models.clone(),
             },
         )
         .map_err(|source| AgentError::Io {

@@ -54,6 +54,9 @@ pub struct RuntimeConfig {
     pub autostart: bool,
     /// The gateway's cell; `None` only with `--isolation none`.
     pub cell: Option<CellSettings>,
+    /// The models `serve` includes, with the instance's model token; `None`
+    /// when the operator configured none.
+    pub models: Option<crate::gateway::config_file::IncludedModels>,
 }
 
 impl RuntimeConfig {

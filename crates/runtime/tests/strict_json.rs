@@ -55,6 +55,7 @@ async fn a_restore_body_naming_a_key_twice_is_refused() {
         body_limit: 64 * 1024,
         stop_grace: Duration::from_secs(5),
         autostart: false,
+        models: None,
         cell: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -20,5 +20,6 @@ pub use keyfile::{KeyFileError, KeyFileOutcome};
 pub use sealed::{DecryptError, SealedSecret, SecretContext, ALGORITHM};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use token::{
-    api_token_digest, constant_time_eq, generate_api_token, generate_token, API_TOKEN_PREFIX,
+    api_token_digest, constant_time_eq, generate_api_token, generate_token, token_digest,
+    API_TOKEN_PREFIX,
 };

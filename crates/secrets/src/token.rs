@@ -43,6 +43,12 @@ pub fn generate_api_token() -> (SecretString, String) {
 /// up. The token has 256 bits of entropy, so a fast digest is enough: there
 /// is nothing to brute-force.
 pub fn api_token_digest(token: &str) -> String {
+    token_digest(token)
+}
+
+/// The SHA-256 digest (hex) of a 256-bit token (an API token, a model
+/// token), under which it is looked up without being stored.
+pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 

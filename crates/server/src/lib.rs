@@ -14,6 +14,7 @@
 //! - [`runtime_client`]: the typed client of each instance's runtime agent;
 //! - [`provision`]: the `local` and `static` provisioners;
 //! - [`metrics`]: the Prometheus registry and the request middleware;
+//! - [`models`]: the model proxy's accounts (token lookup, holds in the ledger);
 //! - [`tasks`]: the supervised set of long-running background tasks;
 //! - [`console`]: the web console (server-rendered pages, sign-in, sessions);
 //! - [`ingress`]: the front door from `<runtime_name>.<domain>` to a gateway;
@@ -32,6 +33,7 @@ pub mod extract;
 pub mod ingress;
 pub mod instances;
 pub mod metrics;
+pub mod models;
 pub mod peer;
 pub mod provision;
 pub mod routes;

@@ -12,7 +12,9 @@
 //!   `given_up`) and `clawplane_instances_interrupted` (instances whose
 //!   runtime died and is being restored now), from the supervisor;
 //! - `clawplane_task_restarts_total{task}`: background tasks that ended
-//!   unexpectedly and were started again.
+//!   unexpectedly and were started again;
+//! - the model proxy's tokens, cost, holds and upstream errors by model
+//!   (`crate::models::metrics`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -197,6 +199,7 @@ pub struct Metrics {
 
 struct Inner {
     cells: CellGauges,
+    models: crate::models::metrics::ModelMetrics,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily<RouteLabels>,
@@ -291,9 +294,12 @@ impl Metrics {
         );
         let cells = CellGauges::default();
         cells.register(&mut registry);
+        let models = crate::models::metrics::ModelMetrics::default();
+        models.register(&mut registry);
         Metrics {
             inner: Arc::new(Inner {
                 cells,
+                models,
                 registry,
                 requests,
                 latency,
@@ -324,6 +330,11 @@ impl Metrics {
         } else {
             self.inner.interrupted.dec();
         }
+    }
+
+    /// The model proxy's counters.
+    pub fn models(&self) -> &crate::models::metrics::ModelMetrics {
+        &self.inner.models
     }
 
     /// Records a background task started again after ending unexpectedly.

@@ -25,6 +25,17 @@ use crate::ServerConfig;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    models: Option<ModelsListener>,
+}
+
+/// The model proxy's own listener and what it offers.
+pub struct ModelsListener {
+    /// Where it listens (`CLAWPLANE_MODELS_LISTEN`).
+    pub listener: TcpListener,
+    /// The operator's models.
+    pub catalog: clawplane_models::Catalog,
+    /// Its timeouts and limits.
+    pub settings: clawplane_models::proxy::ProxySettings,
 }
 
 impl Application {
@@ -58,7 +69,17 @@ impl Application {
             tasks: TaskHealth::default(),
             config: Arc::new(config),
         };
-        Application { listener, state }
+        Application {
+            listener,
+            state,
+            models: None,
+        }
+    }
+
+    /// Also answers the metered model proxy on its own listener.
+    pub fn with_models(mut self, models: ModelsListener) -> Self {
+        self.models = Some(models);
+        self
     }
 
     /// The address it listens on (with the real port when bound to port 0).
@@ -75,8 +96,16 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let Application { listener, state } = self;
+        let Application {
+            listener,
+            state,
+            models,
+        } = self;
         let token = CancellationToken::new();
+        let models = match models {
+            Some(m) => Some(serve_models(m, &state, token.clone()).await?),
+            None => None,
+        };
         let tasks = Tasks::new(token.clone(), state.tasks.clone(), state.metrics.clone());
         spawn_background(&tasks, &state, &token);
         let grace = state.config.shutdown_grace;
@@ -110,12 +139,63 @@ impl Application {
             }
         };
         token.cancel();
+        if let Some(models) = models {
+            if tokio::time::timeout_at(deadline, models).await.is_err() {
+                tracing::warn!("model requests did not finish in time; closing them");
+            }
+        }
         instances.shutdown_until(deadline).await;
         tasks.shutdown(deadline).await;
         store.close().await;
         tracing::info!("stopped");
         result
     }
+}
+
+/// Releases the holds an earlier process left open (its requests ended
+/// with it), then serves the model proxy until `stop`.
+async fn serve_models(
+    m: ModelsListener,
+    state: &AppState,
+    stop: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let started = chrono::Utc::now();
+    match state.ledger.recover_holds(started).await {
+        Ok(report) if report.released > 0 => {
+            tracing::warn!(
+                released = report.released,
+                "released model holds left open by an earlier run"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot recover model holds now; the next start tries again")
+        }
+    }
+    let meter = Arc::new(crate::models::ModelAccounts::new(
+        state.store.clone(),
+        state.ledger.clone(),
+        state.metrics.clone(),
+    ));
+    let proxy = clawplane_models::proxy::Proxy::new(m.catalog, meter, m.settings)
+        .map_err(std::io::Error::other)?;
+    let app = clawplane_models::proxy::router(Arc::new(proxy));
+    let limits = state.config.listener;
+    tracing::info!(listen = %m.listener.local_addr()?, "model proxy listening");
+    Ok(tokio::spawn(async move {
+        let stopped = stop.clone();
+        if let Err(e) =
+            clawplane_http::serve(
+                m.listener,
+                app,
+                limits,
+                async move { stopped.cancelled().await },
+            )
+            .await
+        {
+            tracing::error!(error = %e, "the model proxy's listener failed");
+        }
+    }))
 }
 
 /// The server's long-running tasks, each started again if it ends early.

@@ -16,10 +16,10 @@ use crate::{Store, StoreError};
 
 /// Columns read for an [`Instance`]; secret values are never selected, only
 /// their key ids (to know which secrets exist).
-const COLUMNS: &str = "id, user_id, status, status_reason, runtime_url, runtime_name, \
+pub(crate) const COLUMNS: &str = "id, user_id, status, status_reason, runtime_url, runtime_name, \
     provisioner, instance_type, cf_account_id, cf_worker_name, cf_worker_id, \
     cf_container_app_id, cf_container_app_name, r2_bucket_name, \
-    service_token_key_id, gateway_token_key_id, provider_keys_key_id, \
+    service_token_key_id, gateway_token_key_id, provider_keys_key_id, model_token_key_id, \
     created_at, updated_at, last_ready_at";
 
 /// How often a status write retries after losing a race.

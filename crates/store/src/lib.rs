@@ -14,7 +14,7 @@
 //! - [`instances`]: instance rows and status transitions;
 //! - [`secrets`]: sealed secret columns, read and written as [`SealedSecret`]s;
 //! - [`vault`]: plaintext in and out, sealing with the key ring (rotation too);
-//! - [`ledger`]: credit ledger entries and per-user balances;
+//! - [`ledger`]: credit ledger entries, per-user balances and model holds;
 //! - [`access`]: per-user API tokens (digests only) and the audit log;
 //! - [`console`]: console accounts and sessions (digests only);
 //! - [`door_passes`]: the passes and cookies of instances' doors (digests only).
@@ -28,6 +28,7 @@ pub mod door_passes;
 pub mod error;
 pub mod instances;
 pub mod ledger;
+pub mod model_tokens;
 pub mod secrets;
 pub mod vault;
 
@@ -39,6 +40,9 @@ pub use console::SessionRecord;
 pub use door_passes::PassKind;
 pub use error::StoreError;
 pub use instances::NewInstance;
+pub use ledger::holds::{
+    Hold, HoldId, HoldProblem, HoldState, NewHold, Settlement, MAX_REQUEST_ID_LEN, MODEL_SOURCE,
+};
 pub use ledger::{Appended, BalanceMismatch, CursorAdvance, NewEntry, VerifyReport};
 pub use secrets::SecretRef;
 pub use vault::{RotationReport, Vault, VaultError};

@@ -73,7 +73,8 @@ impl Store {
             ));
         }
         sqlx::query(&format!(
-            "UPDATE openclaw_instances SET {}, updated_at = $1 WHERE id = $2",
+            "UPDATE openclaw_instances SET {}, model_token_digest = NULL, updated_at = $1 \
+             WHERE id = $2",
             set.join(", ")
         ))
         .bind(to_millis(now()))
@@ -174,7 +175,11 @@ impl Store {
         Ok(out)
     }
 
-    async fn expect_one_live_row(&self, id: InstanceId, affected: u64) -> Result<(), StoreError> {
+    pub(crate) async fn expect_one_live_row(
+        &self,
+        id: InstanceId,
+        affected: u64,
+    ) -> Result<(), StoreError> {
         if affected == 1 {
             return Ok(());
         }

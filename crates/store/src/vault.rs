@@ -6,7 +6,7 @@
 //! key, one compare-and-swap at a time, so it is safe while the server runs.
 
 use clawplane_domain::{InstanceId, SecretName};
-use clawplane_secrets::{DecryptError, KeyRing, SecretContext, SecretString};
+use clawplane_secrets::{DecryptError, ExposeSecret, KeyRing, SecretContext, SecretString};
 
 use crate::{Store, StoreError};
 
@@ -62,6 +62,19 @@ impl Vault {
         let row = id.to_string();
         let sealed = self.keys.seal(context(&row, name), value);
         self.store.put_secret(id, name, &sealed).await
+    }
+
+    /// Seals and stores the instance's model token with its digest (the
+    /// model proxy's lookup), replacing an earlier one.
+    pub async fn put_model_token(
+        &self,
+        id: InstanceId,
+        token: &SecretString,
+    ) -> Result<(), StoreError> {
+        let row = id.to_string();
+        let sealed = self.keys.seal(context(&row, SecretName::ModelToken), token);
+        let digest = clawplane_secrets::token_digest(token.expose_secret());
+        self.store.put_model_token(id, &sealed, &digest).await
     }
 
     /// Reads and opens a secret of an instance; `None` when not stored.

@@ -179,11 +179,17 @@ async fn credits(args: CreditsArgs) -> anyhow::Result<ExitCode> {
         )?,
         CreditsCommand::Verify => {
             let report = ledger.verify().await?;
-            let clean = report.mismatches.is_empty();
+            let clean = report.is_clean();
             print_json(&serde_json::json!({
                 "users": report.users,
                 "entries": report.entries,
+                "holds": report.holds,
                 "clean": clean,
+                "hold_problems": report.hold_problems.iter().map(|p| serde_json::json!({
+                    "user_id": p.user_id,
+                    "hold_id": p.hold_id,
+                    "problem": p.problem,
+                })).collect::<Vec<_>>(),
                 "mismatches": report.mismatches.iter().map(|m| serde_json::json!({
                     "user_id": m.user_id,
                     "stored_micro_usd": m.stored.micros(),

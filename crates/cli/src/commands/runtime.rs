@@ -216,7 +216,18 @@ pub async fn run(args: RuntimeArgs) -> anyhow::Result<ExitCode> {
     } else {
         tracing::warn!(isolation = isolation.as_str(), "isolation is none: the gateway runs as this user, with its access; never host other people this way");
     }
+    let models = match (config::MODELS_OFFER.value(), config::MODEL_TOKEN.secret()) {
+        (None, _) => None,
+        (Some(offer), Some(token)) => Some(clawplane_runtime::gateway::config_file::IncludedModels {
+            offer: clawplane_http::v1::ModelOffer::parse(&offer).map_err(anyhow::Error::msg)?,
+            token,
+        }),
+        (Some(_), None) => anyhow::bail!(
+            "CLAWPLANE_MODELS_OFFER is set without CLAWPLANE_MODEL_TOKEN: the gateway could not pay for a model"
+        ),
+    };
     let config = RuntimeConfig {
+        models,
         state_dir,
         gateway_port: args.gateway_port,
         bind,

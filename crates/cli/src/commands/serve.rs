@@ -19,10 +19,12 @@ use clawplane_server::provision::local::{
 };
 use clawplane_server::provision::static_env::{StaticProvisioner, StaticSettings};
 use clawplane_server::provision::Provisioner;
+use clawplane_server::startup::ModelsListener;
 use clawplane_server::{Application, ServerConfig};
 
 use crate::commands::runtime::CellArgs;
 use crate::config::{self, BillingArgs, KeyArgs, StoreArgs};
+use crate::models::{Included, ModelsArgs};
 
 /// Settings of `serve`. Keys (`OA_CONTROL_KEY`, `OA_INTERNAL_KEY`,
 /// `OPENCLAW_ENCRYPTION_KEY`) come from the environment only
@@ -134,6 +136,10 @@ pub struct ServeArgs {
     /// Every local gateway's cell.
     #[command(flatten)]
     pub cell: Box<CellArgs>,
+
+    /// The included models and the model proxy.
+    #[command(flatten)]
+    pub models: Box<ModelsArgs>,
 
     /// Memory for all running instances: `auto` (the host's memory less
     /// `--capacity-reserve`), a size such as `64GiB`, or `unlimited`. Each
@@ -250,7 +256,7 @@ pub enum ProvisionerKind {
 }
 
 /// Runs the server until SIGINT or SIGTERM.
-pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     let billing = clawplane_billing::BillingConfig {
         summary_cache_ttl: args.store.read_cache_ttl(),
         ..args.billing.config()?
@@ -263,7 +269,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.listen
         )
     })?;
-    let provisioner = provisioner(&args).await?;
+    let models = args.models.load().await?;
+    if let Some(m) = &models {
+        // The gateways' cells reach the proxy at its own address.
+        let allow = &mut args.cell.cell_allow;
+        let proxy = m.address.to_string();
+        if !allow.split(',').any(|a| a.trim() == proxy) {
+            *allow = match allow.trim() {
+                "" => proxy,
+                list => format!("{list},{proxy}"),
+            };
+        }
+    }
+    let provisioner = provisioner(&args, models.as_ref()).await?;
     let config = ServerConfig {
         control_key: config::CONTROL_KEY.secret(),
         internal_key: config::INTERNAL_KEY.secret(),
@@ -281,6 +299,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 restarts_allowed: args.runtime_restarts,
                 ..Default::default()
             },
+            model_tokens: models.is_some(),
             ..Default::default()
         },
         listener: clawplane_http::ListenerLimits {
@@ -317,7 +336,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "OA_CONTROL_KEY is not set: the /control/openclaw endpoints answer 500 until it is"
         );
     }
-    let app = Application::build(config, store.clone(), keys, provisioner, listener);
+    let mut app = Application::build(config, store.clone(), keys, provisioner, listener);
+    if let Some(m) = models {
+        app = app.with_models(ModelsListener {
+            listener: m.listener,
+            catalog: m.catalog,
+            settings: Default::default(),
+        });
+    }
     let addr = app.local_addr()?;
     tracing::info!(database = store.backend().as_str(), "clawplane is ready");
     println!("clawplane listening on http://{addr}");
@@ -328,7 +354,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// The configured provisioner. For `local`, OpenClaw is installed first if
 /// it is missing (once per machine), so a fresh machine provisions real
 /// gateways without another step.
-async fn provisioner(args: &ServeArgs) -> anyhow::Result<Arc<dyn Provisioner>> {
+async fn provisioner(
+    args: &ServeArgs,
+    models: Option<&Included>,
+) -> anyhow::Result<Arc<dyn Provisioner>> {
     match args.provisioner {
         ProvisionerKind::Static => Ok(Arc::new(StaticProvisioner::new(
             args.static_runtime.settings(),
@@ -369,6 +398,7 @@ async fn provisioner(args: &ServeArgs) -> anyhow::Result<Arc<dyn Provisioner>> {
             let options = LocalOptions {
                 child_env: config::child_env(),
                 probe_timeout: Duration::from_secs(args.runtime_probe_timeout_secs.max(1)),
+                models_offer: models.map(|m| m.offer.clone()),
             };
             Ok(Arc::new(LocalProvisioner::with_options(settings, options)))
         }

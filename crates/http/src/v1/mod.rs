@@ -1,7 +1,8 @@
 //! The contract between `serve` and the runtime agent (`clawplane runtime`):
 //! the routes of its `/v1` API ([`paths`]), every header the two exchange
 //! ([`headers`]), and a typed body for every request and answer
-//! ([`status`], [`devices`], [`storage`], [`gateway`]).
+//! ([`status`], [`devices`], [`storage`], [`gateway`]), and the models
+//! `serve` offers the runtime's gateway ([`models`]).
 //!
 //! The runtime's handlers build these types and `serve`'s runtime client
 //! parses them, so a field renamed on one side fails to compile on the
@@ -17,6 +18,7 @@
 pub mod devices;
 pub mod gateway;
 pub mod headers;
+pub mod models;
 pub mod paths;
 mod present;
 pub mod status;
@@ -24,6 +26,7 @@ pub mod storage;
 
 pub use devices::{DeviceDecision, DeviceList};
 pub use gateway::{GatewayAction, GatewayReply};
+pub use models::{ModelOffer, OfferedModel};
 pub use status::{
     CellLimits, CellStatus, ExitInfo, GatewayState, GatewayStatus, Health, Logs, Status, Usage,
     Versions,

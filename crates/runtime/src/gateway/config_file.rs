@@ -70,6 +70,25 @@ impl BindMode {
     }
 }
 
+/// The models `serve` includes: written as the gateway's `clawplane`
+/// provider, the proxy's address and the instance's model token (the
+/// tenant's own credential: it can buy only its own credits' worth).
+#[derive(Clone)]
+pub struct IncludedModels {
+    /// What `serve` offers.
+    pub offer: clawplane_http::v1::ModelOffer,
+    /// The instance's model token.
+    pub token: clawplane_secrets::SecretString,
+}
+
+impl std::fmt::Debug for IncludedModels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncludedModels")
+            .field("offer", &self.offer)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The managed settings.
 #[derive(Debug, Clone)]
 pub struct ManagedConfig {
@@ -81,6 +100,8 @@ pub struct ManagedConfig {
     pub trusted_proxies: Vec<String>,
     /// The gateway's own JSON log file.
     pub log_file: PathBuf,
+    /// The included models, if any.
+    pub models: Option<IncludedModels>,
 }
 
 /// Writes the managed keys into `path`, keeping every other key.
@@ -192,6 +213,71 @@ fn apply(root: &mut Value, m: &ManagedConfig) {
     set(root, &["update", "checkOnStart"], json!(false));
     set(root, &["discovery", "mdns", "mode"], json!("off"));
     set(root, &["models", "catalogRefresh", "enabled"], json!(false));
+    apply_models(root, m.models.as_ref());
+}
+
+/// The `clawplane` provider, and its default model as the agent's unless
+/// the user chose another; without included models, neither.
+fn apply_models(root: &mut Value, models: Option<&IncludedModels>) {
+    use clawplane_http::v1::models::PROVIDER;
+    use clawplane_secrets::ExposeSecret;
+    let ours = |v: &Value| {
+        v.as_str()
+            .is_some_and(|s| s.starts_with(&format!("{PROVIDER}/")))
+    };
+    let primary = &["agents", "defaults", "model", "primary"];
+    let chosen = root.pointer("/agents/defaults/model/primary").cloned();
+    let Some(included) = models else {
+        // Only what is there is removed: no empty object is left behind.
+        if let Some(Value::Object(providers)) = root.pointer_mut("/models/providers") {
+            providers.remove(PROVIDER);
+        }
+        if chosen.as_ref().is_some_and(ours) {
+            if let Some(Value::Object(model)) = root.pointer_mut("/agents/defaults/model") {
+                model.remove("primary");
+            }
+        }
+        return;
+    };
+    // Prices are micro-USD per million tokens; the gateway counts USD per
+    // million (its own estimate: what is billed is what `serve` metered).
+    let usd = |micro: u64| micro as f64 / 1_000_000.0;
+    let list: Vec<Value> = included
+        .offer
+        .models
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id, "name": m.id, "reasoning": false, "input": ["text"],
+                "cost": {
+                    "input": usd(m.input_per_million), "output": usd(m.output_per_million),
+                    "cacheRead": usd(m.cached_per_million), "cacheWrite": 0
+                },
+                "contextWindow": m.context_window, "maxTokens": m.max_output_tokens
+            })
+        })
+        .collect();
+    if root.pointer("/models/mode").is_none() {
+        set(root, &["models", "mode"], json!("merge"));
+    }
+    set(
+        root,
+        &["models", "providers", PROVIDER],
+        json!({
+            "baseUrl": included.offer.base_url,
+            "apiKey": included.token.expose_secret(),
+            "api": "openai-completions",
+            "models": list,
+        }),
+    );
+    let user_chose_another = chosen.as_ref().is_some_and(|v| !v.is_null() && !ours(v));
+    if !user_chose_another {
+        set(
+            root,
+            primary,
+            json!(format!("{PROVIDER}/{}", included.offer.default)),
+        );
+    }
 }
 
 fn object_at<'a>(root: &'a mut Value, path: &[&str]) -> &'a mut Map<String, Value> {
@@ -231,6 +317,7 @@ mod tests {
 
     fn managed() -> ManagedConfig {
         ManagedConfig {
+            models: None,
             port: 19000,
             bind: BindMode::Loopback,
             trusted_proxies: vec!["127.0.0.1".into()],
@@ -361,6 +448,60 @@ mod tests {
             assert!(written, "{make}");
             assert_rewritten(&path);
         }
+    }
+
+    fn offer() -> IncludedModels {
+        IncludedModels {
+            offer: clawplane_http::v1::ModelOffer {
+                base_url: "http://127.0.0.1:8081/v1".into(),
+                default: "mini".into(),
+                models: vec![clawplane_http::v1::OfferedModel {
+                    id: "mini".into(),
+                    context_window: 128_000,
+                    max_output_tokens: 4096,
+                    input_per_million: 150_000,
+                    output_per_million: 600_000,
+                    cached_per_million: 75_000,
+                }],
+            },
+            token: clawplane_secrets::SecretString::from("model-token-for-tests".to_owned()),
+        }
+    }
+
+    #[test]
+    fn included_models_become_the_clawplane_provider_and_the_default_unless_the_user_chose() {
+        let mut root = json!({});
+        apply_models(&mut root, Some(&offer()));
+        let provider = &root["models"]["providers"]["clawplane"];
+        assert_eq!(provider["baseUrl"], "http://127.0.0.1:8081/v1");
+        assert_eq!(provider["apiKey"], "model-token-for-tests");
+        assert_eq!(provider["models"][0]["id"], "mini");
+        assert_eq!(provider["models"][0]["cost"]["output"], 0.6);
+        assert_eq!(
+            root["agents"]["defaults"]["model"]["primary"],
+            "clawplane/mini"
+        );
+
+        // The user's own choice is kept.
+        let mut chose = json!({"agents": {"defaults": {"model": {"primary": "openai/gpt-5"}}}});
+        apply_models(&mut chose, Some(&offer()));
+        assert_eq!(
+            chose["agents"]["defaults"]["model"]["primary"],
+            "openai/gpt-5"
+        );
+
+        // Without included models both go, and nothing empty is left behind.
+        apply_models(&mut root, None);
+        assert!(root["models"]["providers"].get("clawplane").is_none());
+        assert!(root["agents"]["defaults"]["model"].get("primary").is_none());
+        let mut untouched = json!({"models": {"mode": "merge"}});
+        apply_models(&mut untouched, None);
+        assert_eq!(untouched, json!({"models": {"mode": "merge"}}));
+        apply_models(&mut chose, None);
+        assert_eq!(
+            chose["agents"]["defaults"]["model"]["primary"],
+            "openai/gpt-5"
+        );
     }
 
     #[test]

@@ -92,6 +92,7 @@ pub async fn spawn_agent_with(
         stop_grace: Duration::from_secs(20),
         autostart: options.autostart,
         // A cell of its own: a uid nobody else's test holds at once.
+        models: None,
         cell: Some(
             clawplane_runtime::cell::CellSettings::new(
                 2_100_000 + u32::from(gateway_port),

@@ -60,6 +60,9 @@ pub struct InstanceSettings {
     pub capacity: Option<Capacity>,
     /// How runtimes that die are noticed and restarted.
     pub supervision: SupervisionSettings,
+    /// Whether the operator includes models: each instance then has a model
+    /// token for the model proxy, made anew when it is provisioned.
+    pub model_tokens: bool,
 }
 
 /// How many instances this host runs at once: a memory budget (by default
@@ -88,6 +91,7 @@ impl Default for InstanceSettings {
             reconcile_interval: Duration::from_secs(30),
             capacity: None,
             supervision: SupervisionSettings::default(),
+            model_tokens: false,
         }
     }
 }
@@ -289,10 +293,24 @@ impl Instances {
             .vault
             .get(instance.id, SecretName::ProviderKeys)
             .await?;
+        let model_token = if self.inner.settings.model_tokens {
+            match self
+                .inner
+                .vault
+                .get(instance.id, SecretName::ModelToken)
+                .await?
+            {
+                Some(token) => Some(token),
+                None => Some(self.new_model_token(instance.id).await?),
+            }
+        } else {
+            None
+        };
         Ok(RuntimeSecrets {
             service_token,
             gateway_token,
             provider_keys,
+            model_token,
         })
     }
 
@@ -303,6 +321,17 @@ impl Instances {
         }
         let token = generate_token();
         vault.put(id, name, &token).await?;
+        Ok(token)
+    }
+
+    /// A fresh model token for the instance (256 bits, sealed, its digest
+    /// beside it); the one before, if any, stops working at once.
+    pub(super) async fn new_model_token(
+        &self,
+        id: InstanceId,
+    ) -> Result<SecretString, InstanceError> {
+        let token = generate_token();
+        self.inner.vault.put_model_token(id, &token).await?;
         Ok(token)
     }
 

@@ -96,6 +96,12 @@ impl Instances {
     /// Secrets, provisioner, then wait for the gateway; the error is the
     /// instance's status reason.
     async fn bring_up(&self, instance: &Instance) -> Result<(), String> {
+        // Provisioning again rotates the model token.
+        if self.inner.settings.model_tokens {
+            self.new_model_token(instance.id)
+                .await
+                .map_err(|e| e.reason())?;
+        }
         let secrets = self
             .runtime_secrets(instance)
             .await

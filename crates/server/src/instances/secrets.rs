@@ -58,6 +58,11 @@ impl Instances {
         by: Actor<'_>,
     ) -> Result<(), InstanceError> {
         match (&value, name) {
+            (_, SecretName::ModelToken) => {
+                return Err(InstanceError::InvalidSecret(
+                    "the model token is serve's own: it is made when the instance is provisioned",
+                ))
+            }
             (SecretValue::ProviderKeys(keys), SecretName::ProviderKeys) => {
                 validate_provider_keys(keys)?
             }

@@ -84,6 +84,10 @@ pub struct LocalOptions {
     pub child_env: ChildEnv,
     /// How long a runtime may take to answer one `/healthz` (default 2 s).
     pub probe_timeout: Duration,
+    /// `CLAWPLANE_MODELS_OFFER` of every runtime (`v1::ModelOffer` as JSON),
+    /// when the operator includes models; each runtime gets its own model
+    /// token beside it.
+    pub models_offer: Option<String>,
 }
 
 impl Default for LocalOptions {
@@ -91,6 +95,7 @@ impl Default for LocalOptions {
         LocalOptions {
             child_env: ChildEnv::default(),
             probe_timeout: Duration::from_secs(2),
+            models_offer: None,
         }
     }
 }
@@ -360,6 +365,11 @@ impl LocalProvisioner {
             .kill_on_drop(false);
         if let Some(keys) = &secrets.provider_keys {
             command.env("OPENCLAW_PROVIDER_KEYS", keys.expose_secret());
+        }
+        if let (Some(offer), Some(token)) = (&self.options.models_offer, &secrets.model_token) {
+            command
+                .env("CLAWPLANE_MODELS_OFFER", offer)
+                .env("CLAWPLANE_MODEL_TOKEN", token.expose_secret());
         }
         let mut child = command
             .spawn()

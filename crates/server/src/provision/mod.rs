@@ -24,6 +24,9 @@ pub struct RuntimeSecrets {
     pub gateway_token: SecretString,
     /// `OPENCLAW_PROVIDER_KEYS`: a JSON object of provider environment variables.
     pub provider_keys: Option<SecretString>,
+    /// `CLAWPLANE_MODEL_TOKEN`: the instance's token for the model proxy,
+    /// when the operator includes models.
+    pub model_token: Option<SecretString>,
 }
 
 impl std::fmt::Debug for RuntimeSecrets {

@@ -14,6 +14,7 @@ mod door_origin;
 mod door_sweep;
 mod hashing;
 mod helpers;
+mod models;
 mod openapi;
 mod rules;
 mod runtime_client;

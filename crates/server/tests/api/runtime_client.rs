@@ -60,6 +60,7 @@ async fn real_agent() -> (String, tokio::sync::oneshot::Sender<()>, tempfile::Te
         stop_grace: Duration::from_secs(5),
         autostart: false,
         // The gateway is never started here.
+        models: None,
         cell: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -10,7 +10,8 @@
 //!    entries it reverses, its metering cursors;
 //! 2. decides every entry in order against that state, exactly as if they had
 //!    committed one by one (replay, key conflict, reversal already made,
-//!    cursor moved, floor), carrying the state from one entry to the next;
+//!    cursor moved, floor less what model holds reserve), carrying the state
+//!    from one entry to the next;
 //! 3. writes the accepted entries, the new balances and cursors with one
 //!    multi-row statement each, and commits once.
 //!
@@ -171,14 +172,19 @@ async fn apply_batch(
     }
     let users: Vec<String> = unique(entries.iter().map(|e| e.user_id.as_str().to_owned()));
     let mut balances: HashMap<String, i64> = HashMap::new();
+    // Credits reserved by model holds: no floored burn may use them. Holds
+    // are written between batches on this same connection, never during one.
+    let mut held: HashMap<String, i64> = HashMap::new();
     for row in select_in(
         &mut tx,
-        "SELECT user_id, balance_micro_usd FROM credit_balances WHERE user_id IN",
+        "SELECT user_id, balance_micro_usd, held_micro_usd FROM credit_balances WHERE user_id IN",
         &users,
     )
     .await?
     {
-        balances.insert(row.try_get("user_id")?, row.try_get("balance_micro_usd")?);
+        let user: String = row.try_get("user_id")?;
+        held.insert(user.clone(), row.try_get("held_micro_usd")?);
+        balances.insert(user, row.try_get("balance_micro_usd")?);
     }
     let mut reversed: HashSet<i64> = HashSet::new();
     for id in entries.iter().filter_map(|e| e.reverses_entry_id) {
@@ -257,9 +263,13 @@ async fn apply_batch(
             )));
             continue;
         };
-        if new.floor.is_some_and(|floor| after < floor.micros()) {
+        let reserved = held.get(&user).copied().unwrap_or(0);
+        if new
+            .floor
+            .is_some_and(|floor| after.saturating_sub(reserved) < floor.micros())
+        {
             decisions.push(Decision::Refuse(StoreError::InsufficientCredits {
-                balance: clawplane_domain::MicroUsd::from_micros(balance),
+                balance: clawplane_domain::MicroUsd::from_micros(balance.saturating_sub(reserved)),
             }));
             continue;
         }

@@ -1,5 +1,6 @@
 //! PostgreSQL's ledger writes: one transaction per entry, with the balance
-//! row's lock serialising concurrent writers of one user.
+//! row's lock serialising concurrent writers of one user. A floor applies to
+//! the balance less the credits model holds reserve ([`super::holds`]).
 
 use clawplane_domain::MicroUsd;
 use sqlx::{Any, Row, Transaction};
@@ -78,8 +79,8 @@ impl Store {
     }
 }
 
-/// Applies the entry's delta to the balance row. `Ok(Err(balance))` when the
-/// floor refuses it.
+/// Applies the entry's delta to the balance row. `Ok(Err(available))` when
+/// the floor refuses it (available: the balance less what holds reserve).
 async fn move_balance(
     tx: &mut Transaction<'static, Any>,
     new: &NewEntry,
@@ -94,7 +95,7 @@ async fn move_balance(
         let updated = sqlx::query(
             "UPDATE credit_balances SET balance_micro_usd = balance_micro_usd + $2, \
              entry_count = entry_count + 1, updated_at = $3 \
-             WHERE user_id = $1 AND ($4 = 0 OR balance_micro_usd + $2 >= $5) \
+             WHERE user_id = $1 AND ($4 = 0 OR balance_micro_usd - held_micro_usd + $2 >= $5) \
              RETURNING balance_micro_usd",
         )
         .bind(user.clone())
@@ -107,16 +108,19 @@ async fn move_balance(
         if let Some(row) = updated {
             return Ok(Ok(MicroUsd::from_micros(row.try_get("balance_micro_usd")?)));
         }
-        let existing =
-            sqlx::query("SELECT balance_micro_usd FROM credit_balances WHERE user_id = $1")
-                .bind(user.clone())
-                .fetch_optional(&mut **tx)
-                .await?;
+        let existing = sqlx::query(
+            "SELECT balance_micro_usd, held_micro_usd FROM credit_balances WHERE user_id = $1",
+        )
+        .bind(user.clone())
+        .fetch_optional(&mut **tx)
+        .await?;
         if let Some(row) = existing {
-            let balance = MicroUsd::from_micros(row.try_get("balance_micro_usd")?);
-            let after = balance.micros().checked_add(new.amount.micros());
+            // What model holds reserve is not available to a floored burn.
+            let balance: i64 = row.try_get("balance_micro_usd")?;
+            let available = balance.saturating_sub(row.try_get("held_micro_usd")?);
+            let after = available.checked_add(new.amount.micros());
             if enforce == 1 && after.is_none_or(|after| after < floor) {
-                return Ok(Err(balance));
+                return Ok(Err(MicroUsd::from_micros(available)));
             }
             // The row was created by a transaction that committed after our
             // UPDATE looked (PostgreSQL): update it now.
