@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod metering;
 pub mod monthly;
+pub mod usage;
 
 pub use config::BillingConfig;
 pub use error::BillingError;
@@ -26,3 +27,4 @@ pub use ledger::{
 };
 pub use metering::{DailyCost, Fleet, Meter, MeterReport};
 pub use monthly::MonthlyGrantReport;
+pub use usage::{ModelDay, ModelUsageReport};

@@ -188,6 +188,21 @@ context_window = 32000
         assert_eq!(entry["meta"]["model"], "included", "{entry}");
     }
 
+    // The Billing page and the API's usage show the same spend.
+    let (status, billing) = ana.get("/console/billing").await;
+    assert_eq!(status, 200);
+    assert!(
+        billing.contains("id=\"model-spend\"") && billing.contains("<td>included</td>"),
+        "{billing}"
+    );
+    let (status, usage) = api.call(Method::GET, "/api/openclaw/billing/usage").await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(
+        usage["data"]["total_micro_usd"].as_i64(),
+        Some(per_call * model.len() as i64),
+        "{usage}"
+    );
+
     // The operator's key is nowhere the tenant can read, nor in serve's log.
     let mut files = Vec::new();
     files_under(&data_dir.join("instances").join(&id), &mut files);

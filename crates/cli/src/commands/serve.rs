@@ -269,6 +269,11 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.listen
         )
     })?;
+    if args.models.models.is_some() && args.billing.meter_model_spend {
+        anyhow::bail!(
+            "--models and --meter-model-spend cannot be on together: included models are billed by the model proxy from what the upstream counted, and metering what gateways report would bill them twice (from a number the tenant's cell can change). Turn CLAWPLANE_METER_MODEL_SPEND off."
+        );
+    }
     let models = args.models.load().await?;
     if let Some(m) = &models {
         // The gateways' cells reach the proxy at its own address.

@@ -423,17 +423,50 @@ struct Billing {
     balance: String,
     month_usage: String,
     next_grant: String,
+    model_days: Vec<ModelDayRow>,
+    model_total: String,
     entries: Vec<EntryRow>,
     next_page: Option<String>,
 }
 
-/// `GET /console/billing?before=`: balance, usage, the ledger page by page.
+/// One day's spend on one included model.
+struct ModelDayRow {
+    day: String,
+    model: String,
+    requests: u64,
+    tokens: String,
+    cost: String,
+}
+
+/// `GET /console/billing?before=`: balance, usage, model spend this month
+/// by day and model, the ledger page by page.
 pub async fn billing(
     State(state): State<AppState>,
     s: Session,
     Query(q): Params,
 ) -> Result<Response, ConsoleError> {
     let summary = state.ledger.summary(&s.user, Utc::now()).await?;
+    let today = Utc::now().date_naive();
+    let month_start = chrono::Datelike::with_day(&today, 1).unwrap_or(today);
+    let usage = state
+        .ledger
+        .model_usage(&s.user, month_start, today)
+        .await?;
+    let model_days = usage
+        .days
+        .iter()
+        .rev()
+        .map(|d| ModelDayRow {
+            day: d.day.clone(),
+            model: d.model.clone(),
+            requests: d.requests,
+            tokens: format!(
+                "{} in ({} cached), {} out",
+                d.input_tokens, d.cached_tokens, d.output_tokens
+            ),
+            cost: usd(MicroUsd::from_micros(d.cost_micro_usd)),
+        })
+        .collect();
     let before = q
         .get("before")
         .map(String::as_str)
@@ -478,6 +511,8 @@ pub async fn billing(
         },
         entries,
         next_page: page["next_cursor"].as_str().map(str::to_owned),
+        model_days,
+        model_total: usd(MicroUsd::from_micros(usage.total_micro_usd)),
     })
 }
 

@@ -5,7 +5,7 @@
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use chrono::Utc;
+use chrono::{Datelike, Utc};
 use clawplane_billing::EntryRequest;
 use clawplane_domain::MicroUsd;
 use serde_json::Value;
@@ -49,6 +49,38 @@ pub async fn get_api_ledger(
             other => other.into(),
         })?;
     Ok(ok(page))
+}
+
+/// `GET /api/openclaw/billing/usage?from=&to=`: the caller's model spend
+/// (what the model proxy billed) by day and model; days are `YYYY-MM-DD`
+/// (UTC), both inclusive, at most 92 of them; by default this month so far.
+#[utoipa::path(get, path = "/api/openclaw/billing/usage", tag = "billing",
+    params(("from" = Option<String>, Query, description = "First day, YYYY-MM-DD (default: the 1st of this month)"), ("to" = Option<String>, Query, description = "Last day, YYYY-MM-DD (default: today)")),
+    responses((status = 200, description = "`{from, to, days: [{day, model, requests, input_tokens, output_tokens, cached_tokens, cost_usd, cost_micro_usd}], total_usd, total_micro_usd, truncated}`", body = super::schemas::UsageReply)))]
+pub async fn get_api_usage(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = query_map(query.as_deref())?;
+    let today = Utc::now().date_naive();
+    let day = |name: &str, default: chrono::NaiveDate| match query.get(name) {
+        None => Ok(default),
+        Some(text) => chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+            .map_err(|_| ApiError::bad_request(format!("{name} must be a day, YYYY-MM-DD"))),
+    };
+    let to = day("to", today)?;
+    let from = day("from", today.with_day(1).unwrap_or(today))?;
+    if to < from {
+        return Err(ApiError::bad_request("from must not be after to"));
+    }
+    if (to - from).num_days() >= clawplane_billing::usage::MAX_DAYS {
+        return Err(ApiError::bad_request(format!(
+            "at most {} days at once",
+            clawplane_billing::usage::MAX_DAYS
+        )));
+    }
+    Ok(ok(state.ledger.model_usage(&user, from, to).await?))
 }
 
 /// `GET /control/openclaw/billing/summary`: the seed's `{user_id, balance_usd}` and more.

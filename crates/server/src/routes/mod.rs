@@ -50,6 +50,7 @@ fn surfaces() -> OpenApiRouter<AppState> {
         .routes(routes!(runtime::post_start))
         .routes(routes!(billing::get_api_summary))
         .routes(routes!(billing::get_api_ledger))
+        .routes(routes!(billing::get_api_usage))
         .routes(routes!(tokens::get_tokens, tokens::post_token))
         .routes(routes!(tokens::delete_token));
     let control = OpenApiRouter::new()

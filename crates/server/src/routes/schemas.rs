@@ -117,6 +117,26 @@ reply!(
 );
 
 reply!(
+    /// Model spend by day and model.
+    UsageReply, Usage {
+        /// The first day, inclusive (`YYYY-MM-DD`, UTC).
+        from: String,
+        /// The last day, inclusive.
+        to: String,
+        /// `{day, model, requests, input_tokens, output_tokens,
+        /// cached_tokens, cost_usd, cost_micro_usd}`, oldest first.
+        #[schema(value_type = Vec<Object>)]
+        days: (),
+        /// Everything billed in the range, rounded to cents.
+        total_usd: f64,
+        /// Everything billed in the range, exact.
+        total_micro_usd: i64,
+        /// More entries than one report reads: a lower bound.
+        truncated: bool,
+    }
+);
+
+reply!(
     /// The caller's API tokens (hints only, never the tokens).
     TokensReply, Tokens {
         /// Token records.

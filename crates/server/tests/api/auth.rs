@@ -39,6 +39,7 @@ pub(crate) const API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/openclaw/runtime/start"),
     ("GET", "/api/openclaw/billing/summary"),
     ("GET", "/api/openclaw/billing/ledger"),
+    ("GET", "/api/openclaw/billing/usage"),
     ("GET", "/api/openclaw/tokens"),
     ("POST", "/api/openclaw/tokens"),
     ("DELETE", "/api/openclaw/tokens/{id}"),

@@ -21,11 +21,13 @@ use serde_json::{json, Value};
 
 use crate::helpers::unreachable_runtime;
 
+const INTERNAL_KEY: &str = "internal-key-for-models-0123456789abcdef";
 const UPSTREAM_KEY: &str = "sk-operator-upstream-key-for-tests";
 const PIECES: [&str; 3] = ["Hello", " from", " the model"];
 
 struct ModelsApp {
     url: String,
+    api: String,
     db: TestDb,
     ledger: Ledger,
     vault: Vault,
@@ -60,9 +62,11 @@ impl ModelsApp {
         let catalog = Catalog::parse(&text, Path::new("models.toml"), &env).unwrap();
         let config = ServerConfig {
             run_jobs: false,
+            internal_key: Some(SecretString::from(INTERNAL_KEY.to_owned())),
             ..Default::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = format!("http://{}", listener.local_addr().unwrap());
         let models = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", models.local_addr().unwrap());
         let keys = KeyRing::new(EncryptionKey::generate());
@@ -84,6 +88,7 @@ impl ModelsApp {
         }));
         ModelsApp {
             url,
+            api,
             ledger: Ledger::new(db.store.clone(), BillingConfig::default()),
             vault: Vault::new(db.store.clone(), keys),
             db,
@@ -144,6 +149,18 @@ impl ModelsApp {
             .collect()
     }
 
+    async fn usage(&self, user: &UserId, query: &str) -> (StatusCode, Value) {
+        let r = reqwest::Client::new()
+            .get(format!("{}/api/openclaw/billing/usage{query}", self.api))
+            .header("x-oa-internal-key", INTERNAL_KEY)
+            .header("x-oa-user-id", user.as_str())
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap())
+    }
+
     async fn stop(self) {
         let _ = self.stop.send(());
         self.server.await.unwrap().unwrap();
@@ -193,6 +210,27 @@ async fn a_gateways_token_pays_exactly_the_upstreams_usage_once() {
     let balance = app.ledger.balance(&user).await.unwrap();
     assert_eq!(balance.balance_micro_usd, 1_000_000 - 32);
     assert!(app.ledger.verify().await.unwrap().is_clean());
+
+    // The same numbers by day and model, for the API and the Billing page.
+    let (status, usage) = app.usage(&user, "").await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    let days = usage["data"]["days"].as_array().unwrap();
+    assert_eq!(days.len(), 1, "{usage}");
+    assert_eq!(days[0]["model"], "mini");
+    assert_eq!(days[0]["requests"], 2);
+    assert_eq!(days[0]["input_tokens"], 20);
+    assert_eq!(days[0]["output_tokens"], 6);
+    assert_eq!(days[0]["cost_micro_usd"], 32);
+    assert_eq!(usage["data"]["total_micro_usd"], 32);
+    for bad in [
+        "?from=yesterday",
+        "?from=2026-12-02&to=2026-12-01",
+        "?from=2026-01-01&to=2026-12-01",
+    ] {
+        let (status, body) = app.usage(&user, bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["ok"], false);
+    }
     app.stop().await;
 }
 

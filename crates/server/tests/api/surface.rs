@@ -18,6 +18,7 @@ const CONTROL_ROUTES: &[(&str, &str)] = &[
 const API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/openclaw/billing/summary"),
     ("GET", "/api/openclaw/billing/ledger"),
+    ("GET", "/api/openclaw/billing/usage"),
 ];
 
 fn method(m: &str) -> Method {

@@ -205,6 +205,30 @@ impl Store {
         rows.iter().map(entry_from_row).collect()
     }
 
+    /// The user's entries from `source` written in `[from, to)`, oldest
+    /// first, at most `limit`.
+    pub async fn entries_from_source(
+        &self,
+        user: &UserId,
+        source: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM credit_ledger WHERE user_id = $1 AND source = $2 \
+             AND created_at >= $3 AND created_at < $4 ORDER BY id LIMIT $5"
+        ))
+        .bind(user.as_str().to_owned())
+        .bind(source.to_owned())
+        .bind(to_millis(from))
+        .bind(to_millis(to))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
     /// Credits burned by the user since `since`, net of reversed burns.
     pub async fn burned_since(
         &self,
