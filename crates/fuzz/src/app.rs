@@ -60,6 +60,9 @@ impl App {
                 run_jobs: false,
                 ..Default::default()
             };
+            // Ready before `serve` starts: its start-up recovery would
+            // otherwise drive the `provisioning` row it saw in between.
+            let owner = seed_ready_instance(&db.store).await;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind a loopback port");
@@ -79,7 +82,6 @@ impl App {
             tokio::spawn(app.run(async move {
                 let _ = rx.await;
             }));
-            let owner = seed_ready_instance(&db.store).await;
             (address, db.store.clone(), owner, tx, db)
         });
         App {
