@@ -126,16 +126,27 @@ async fn move_balance(
             // UPDATE looked (PostgreSQL): update it now.
             continue;
         }
-        sqlx::query(
-            "INSERT INTO credit_balances (user_id, balance_micro_usd, entry_count, updated_at) \
-             VALUES ($1, 0, 0, $2) ON CONFLICT (user_id) DO NOTHING",
-        )
-        .bind(user.clone())
-        .bind(at)
-        .execute(&mut **tx)
-        .await?;
+        ensure_balance_row(tx, &user, at).await?;
     }
     Err(StoreError::Contended)
+}
+
+/// Creates the user's balance row at zero when it does not exist yet (a
+/// concurrent creator wins quietly); the caller then tries its update again.
+pub(crate) async fn ensure_balance_row(
+    tx: &mut Transaction<'static, Any>,
+    user: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO credit_balances (user_id, balance_micro_usd, entry_count, updated_at) \
+         VALUES ($1, 0, 0, $2) ON CONFLICT (user_id) DO NOTHING",
+    )
+    .bind(user.to_owned())
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 pub(crate) async fn advance_cursor(

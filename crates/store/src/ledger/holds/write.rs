@@ -8,6 +8,7 @@ use super::{
     hold_from_row, model_entry_key, Hold, HoldId, HoldState, NewHold, Settlement, HOLD_COLUMNS,
     MODEL_SOURCE,
 };
+use crate::ledger::locked::ensure_balance_row;
 use crate::ledger::{entry_from_row, ENTRY_COLUMNS};
 use crate::time::{now, to_millis};
 use crate::{Backend, Store, StoreError};
@@ -275,14 +276,7 @@ async fn hold_credits(
             // The row changed after our UPDATE looked (PostgreSQL): try again.
             continue;
         }
-        sqlx::query(
-            "INSERT INTO credit_balances (user_id, balance_micro_usd, entry_count, updated_at) \
-             VALUES ($1, 0, 0, $2) ON CONFLICT (user_id) DO NOTHING",
-        )
-        .bind(user.clone())
-        .bind(at)
-        .execute(&mut **tx)
-        .await?;
+        ensure_balance_row(tx, &user, at).await?;
     }
     Err(StoreError::Contended)
 }
