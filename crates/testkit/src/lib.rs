@@ -5,10 +5,12 @@
 //! `CLAWPLANE_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`),
 //! dropped again when the test ends, so tests run in parallel and leave
 //! nothing behind. [`device`] is a device for real gateways,
-//! [`fake_openai`] a model provider for them.
+//! [`fake_openai`] a model provider for them, [`fake_upstream`] an upstream
+//! for `serve`'s model proxy that fails on cue.
 
 pub mod device;
 pub mod fake_openai;
+pub mod fake_upstream;
 
 use std::path::{Path, PathBuf};
 

@@ -2,14 +2,15 @@
 //! provider of our own (`fake_upstream`) and a recording `FakeMeter`.
 
 mod fake_meter;
-mod fake_upstream;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use clawplane_models::{Catalog, Proxy, ProxySettings, UpstreamFailure, Usage};
+use clawplane_testkit::fake_upstream::{
+    cue, FakeUpstream, CACHED, COMPLETION, PIECES, PROMPT, UPSTREAM_KEY,
+};
 use fake_meter::{Event, FakeMeter, TOKEN};
-use fake_upstream::{FakeUpstream, CACHED, COMPLETION, PIECES, PROMPT, UPSTREAM_KEY};
 use serde_json::{json, Value};
 
 /// gpt-mini's cost of the fake's usage: 600 * 0.15 + 400 * 0.075 + 500 * 0.6 = 420 micro-USD.
@@ -148,7 +149,7 @@ async fn next_chunk(response: &mut reqwest::Response) -> Option<bytes::Bytes> {
 #[tokio::test]
 async fn a_stream_arrives_chunk_by_chunk_and_is_billed_the_upstreams_usage() {
     let app = spawn_app().await;
-    let mut response = app.chat("gated", true).await;
+    let mut response = app.chat(cue::GATED, true).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     assert_no_key(&format!("{:?}", response.headers()));
@@ -310,35 +311,35 @@ async fn upstream_failures_release_the_hold_and_bill_nothing() {
     let app = spawn_app().await;
     let cases = [
         (
-            "429",
+            cue::TOO_MANY,
             false,
             429,
             "upstream_rate_limited",
             UpstreamFailure::RateLimited,
         ),
         (
-            "500",
+            cue::SERVER_ERROR,
             true,
             502,
             "upstream_error",
             UpstreamFailure::ServerError,
         ),
         (
-            "stall",
+            cue::STALL,
             false,
             504,
             "upstream_timeout",
             UpstreamFailure::Timeout,
         ),
         (
-            "stall",
+            cue::STALL,
             true,
             504,
             "upstream_timeout",
             UpstreamFailure::Timeout,
         ),
         (
-            "400",
+            cue::BAD_REQUEST,
             false,
             400,
             "upstream_refused",
@@ -381,7 +382,7 @@ async fn upstream_failures_release_the_hold_and_bill_nothing() {
 #[tokio::test]
 async fn a_stream_cut_before_its_usage_is_billed_the_hold_and_says_why() {
     let app = spawn_app().await;
-    for cue in ["cut", "stall-mid"] {
+    for cue in [cue::CUT, cue::STALL_MID] {
         let response = app.chat(cue, true).await;
         assert_eq!(response.status(), 200);
         let (_, body) = read(response).await;
@@ -412,7 +413,7 @@ async fn a_stream_cut_before_its_usage_is_billed_the_hold_and_says_why() {
 #[tokio::test]
 async fn an_answer_without_usage_is_billed_the_hold() {
     let app = spawn_app().await;
-    let (status, _) = read(app.chat("nousage", false).await).await;
+    let (status, _) = read(app.chat(cue::NO_USAGE, false).await).await;
     assert_eq!(status, 200);
     let events = app.meter.finished(1).await;
     let (
@@ -430,7 +431,7 @@ async fn an_answer_without_usage_is_billed_the_hold() {
 #[tokio::test]
 async fn a_client_that_goes_away_mid_stream_is_billed_what_the_upstream_reported() {
     let app = spawn_app().await;
-    let mut response = app.chat("gated", true).await;
+    let mut response = app.chat(cue::GATED, true).await;
     let first = next_chunk(&mut response).await.unwrap();
     assert!(std::str::from_utf8(&first).unwrap().contains("piece-0"));
     drop(response);
