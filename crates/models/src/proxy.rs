@@ -85,6 +85,17 @@ impl Default for ProxySettings {
     }
 }
 
+impl ProxySettings {
+    /// The longest a request can keep credits held: every exchange with the
+    /// provider ends by `total_timeout` from its start (a client that goes
+    /// away only brings the end nearer), and its hold is settled or
+    /// released then. An open hold older than this (plus the time a write
+    /// takes) was left by a failure.
+    pub fn longest_request(&self) -> Duration {
+        self.total_timeout
+    }
+}
+
 /// The HTTP client for the providers could not be built (its TLS setup).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot start the model proxy's HTTP client: {0}")]

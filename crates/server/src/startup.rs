@@ -68,6 +68,7 @@ impl Application {
             ingress: clawplane_proxy::Proxy::new(config.ingress.limits),
             tasks: TaskHealth::default(),
             config: Arc::new(config),
+            included_model: None,
         };
         Application {
             listener,
@@ -78,6 +79,7 @@ impl Application {
 
     /// Also answers the metered model proxy on its own listener.
     pub fn with_models(mut self, models: ModelsListener) -> Self {
+        self.state.included_model = Some(models.catalog.default_model().id.as_str().into());
         self.models = Some(models);
         self
     }
@@ -102,12 +104,15 @@ impl Application {
             models,
         } = self;
         let token = CancellationToken::new();
+        let hold_age = models
+            .as_ref()
+            .map(|m| m.settings.longest_request() + crate::models::sweep::MARGIN);
         let models = match models {
             Some(m) => Some(serve_models(m, &state, token.clone()).await?),
             None => None,
         };
         let tasks = Tasks::new(token.clone(), state.tasks.clone(), state.metrics.clone());
-        spawn_background(&tasks, &state, &token);
+        spawn_background(&tasks, &state, &token, hold_age);
         let grace = state.config.shutdown_grace;
         let limits = state.config.listener;
         let store = state.store.clone();
@@ -198,8 +203,15 @@ async fn serve_models(
     }))
 }
 
-/// The server's long-running tasks, each started again if it ends early.
-fn spawn_background(tasks: &Tasks, state: &AppState, token: &CancellationToken) {
+/// The server's long-running tasks, each started again if it ends early;
+/// with the model proxy (`hold_age`: when an open hold counts as left
+/// open), also the sweep of model holds.
+fn spawn_background(
+    tasks: &Tasks,
+    state: &AppState,
+    token: &CancellationToken,
+    hold_age: Option<std::time::Duration>,
+) {
     let instances = state.instances.clone();
     tasks.spawn("reconciler", move || instances.clone().reconcile());
     let instances = state.instances.clone();
@@ -219,6 +231,17 @@ fn spawn_background(tasks: &Tasks, state: &AppState, token: &CancellationToken) 
             }
         }
     });
+    if let Some(age) = hold_age {
+        let (ledger, stop) = (state.ledger.clone(), token.clone());
+        tasks.spawn("model hold sweep", move || {
+            crate::models::sweep::sweep_holds(
+                ledger.clone(),
+                age,
+                crate::models::sweep::SWEEP_INTERVAL,
+                stop.clone(),
+            )
+        });
+    }
     if state.config.run_jobs {
         let (ledger, instances, stop) =
             (state.ledger.clone(), state.instances.clone(), token.clone());

@@ -30,4 +30,7 @@ pub struct AppState {
     pub ingress: clawplane_proxy::Proxy,
     /// The background tasks' states, for `/readyz`.
     pub tasks: crate::tasks::TaskHealth,
+    /// With the model proxy: the operator's default model, which every
+    /// instance's agent uses unless its user chose another.
+    pub included_model: Option<Arc<str>>,
 }

@@ -6,7 +6,8 @@
 //! upstream's usage at the operator's prices, and the hold bounds it.
 //!
 //! A settle or release that cannot be written (the database is down)
-//! leaves the hold open: the next start's recovery releases it, so such a
+//! leaves the hold open: [`sweep`] releases it once it is older than the
+//! longest request (and the next start's recovery at once), so such a
 //! request is never billed twice, at worst not at all.
 
 use async_trait::async_trait;
@@ -19,6 +20,7 @@ use clawplane_store::{HoldState, Store, StoreError};
 use crate::metrics::Metrics;
 
 pub mod metrics;
+pub mod sweep;
 
 /// The proxy's [`Meter`] over the store and the ledger.
 pub struct ModelAccounts {
@@ -125,7 +127,7 @@ impl Meter for ModelAccounts {
                 }
             }
             Err(e) => {
-                tracing::error!(hold = %hold.0, error = %e, "a model hold could not be settled; recovery releases it")
+                tracing::error!(hold = %hold.0, error = %e, "a model hold could not be settled; the hold sweep releases it")
             }
         }
     }
@@ -137,7 +139,7 @@ impl Meter for ModelAccounts {
         match self.ledger.release_model(&id).await {
             Ok(h) => self.metrics.models().hold("released", &h.model),
             Err(e) => {
-                tracing::error!(hold = %hold.0, error = %e, "a model hold could not be released; recovery releases it")
+                tracing::error!(hold = %hold.0, error = %e, "a model hold could not be released; the hold sweep releases it")
             }
         }
     }

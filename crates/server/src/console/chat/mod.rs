@@ -51,6 +51,8 @@ struct ChatPage {
     /// No provider key is stored: say how to add one.
     no_keys: bool,
     no_keys_text: &'static str,
+    /// With included models: what the agent answers with and who pays.
+    included: Option<String>,
     account_keys: &'static str,
     turns: Vec<Turn>,
     /// The message to put back in the box (after a refusal).
@@ -102,7 +104,11 @@ async fn chat_page(
             "Go to the Overview",
         )),
     };
+    let included = state.included_model.as_deref().map(|model| {
+        format!("Your agent answers with the included models ({model} unless you choose another), paid from your credits on the Billing page. Provider keys you add on the Account page go straight to their provider instead.")
+    });
     let no_keys = unavailable.is_none()
+        && included.is_none()
         && state
             .instances
             .provider_key_names(&s.user)
@@ -116,6 +122,7 @@ async fn chat_page(
         unavailable,
         no_keys,
         no_keys_text: NO_KEYS,
+        included,
         account_keys: ACCOUNT_KEYS,
         turns,
         draft,

@@ -13,6 +13,11 @@ use serde_json::Value;
 pub enum Problem {
     /// The gateway has no model it can use (no provider key).
     NoModel,
+    /// The included models' proxy refused the turn: the user's credits ran
+    /// out (recognised by the proxy's own sentence, not by a provider's
+    /// `insufficient_quota` code, which a user's own key's provider sends
+    /// about its own account).
+    NoCredits,
     /// The runtime did not answer.
     Unreachable,
     /// The gateway is stopped or starting.
@@ -36,6 +41,7 @@ impl Problem {
     pub fn sentence(&self) -> String {
         match self {
             Problem::NoModel => NO_MODEL.to_owned(),
+            Problem::NoCredits => clawplane_models::proxy::NO_CREDITS_MESSAGE.to_owned(),
             Problem::Unreachable => "Your instance's runtime did not answer. It may be restarting: wait a minute and send the message again.".to_owned(),
             Problem::GatewayDown => "Your gateway is not running (stopped, or still starting). Start it on the Usage page, or wait a moment, then send the message again.".to_owned(),
             Problem::NoEndpoint => "Your gateway does not offer chat yet. Restart it on the Usage page so it picks up the setting, then try again.".to_owned(),
@@ -50,6 +56,7 @@ impl Problem {
     pub fn href(&self) -> Option<&'static str> {
         match self {
             Problem::NoModel => Some(ACCOUNT_KEYS),
+            Problem::NoCredits => Some("/console/billing"),
             Problem::GatewayDown | Problem::NoEndpoint => Some("/console/usage"),
             _ => None,
         }
@@ -90,6 +97,9 @@ pub fn refusal(status: u16, body: &Value) -> Problem {
 
 /// A failure the gateway reported.
 pub fn failure(code: &str, message: &str) -> Problem {
+    if message.contains(clawplane_models::proxy::NO_CREDITS_MESSAGE) {
+        return Problem::NoCredits;
+    }
     let lower = message.to_ascii_lowercase();
     if code == "authentication_error"
         || lower.contains("no api key")
@@ -115,6 +125,17 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn running_out_of_included_credits_is_told_apart_from_a_providers_quota() {
+        let relayed = format!("402 {}", clawplane_models::proxy::NO_CREDITS_MESSAGE);
+        assert_eq!(failure("api_error", &relayed), Problem::NoCredits);
+        assert_eq!(Problem::NoCredits.href(), Some("/console/billing"));
+        assert_eq!(
+            failure("insufficient_quota", "You exceeded your current quota."),
+            Problem::Refused("You exceeded your current quota".into())
+        );
+    }
 
     #[test]
     fn no_model_is_recognised_in_either_wording() {
