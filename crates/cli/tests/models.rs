@@ -132,8 +132,13 @@ context_window = 32000
         "the instance has a model token: {ready}"
     );
 
-    // No key typed anywhere: the first message is answered by the included model.
+    // No key typed anywhere: the Chat page says the included models answer
+    // (not that a key is missing), and the first message is answered so.
     let (_, page) = ana.get("/console/chat").await;
+    assert!(
+        page.contains("id=\"chat-included\"") && !page.contains("id=\"chat-no-key\""),
+        "{page}"
+    );
     let message = format!("hello {}", uuid::Uuid::new_v4().simple());
     let r = ana
         .post(
@@ -218,7 +223,77 @@ context_window = 32000
         !server.stderr().contains(UPSTREAM_KEY),
         "the upstream key is in serve's log"
     );
+    // Nor in the environment or command line of anything the instance
+    // runs (the runtime agent, its gateway, the cell's helpers), as its own
+    // processes could read them.
+    let serve_pid = server.child.id() as i32;
+    let pids: Vec<_> = common::processes_under(&data_dir)
+        .into_iter()
+        .filter(|pid| *pid != serve_pid)
+        .collect();
+    assert!(!pids.is_empty(), "the instance's processes are found");
+    for pid in pids {
+        for what in ["environ", "cmdline"] {
+            let bytes = std::fs::read(format!("/proc/{pid}/{what}")).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(UPSTREAM_KEY),
+                "the upstream key is in /proc/{pid}/{what}"
+            );
+        }
+    }
 
-    let (status, _) = api.call(Method::DELETE, "/api/openclaw/instance").await;
-    assert_eq!(status, 200);
+    // Credits run out: the next message is refused by the proxy, and the
+    // chat says so and where to top up, instead of blaming a key.
+    let (status, summary) = api.call(Method::GET, "/api/openclaw/billing/summary").await;
+    assert_eq!(status, 200, "{summary}");
+    let left = summary["data"]["balance_micro_usd"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("a balance: {summary}"));
+    let burn = common::clawplane()
+        .args(["admin", "credits", "burn", "--user", &user])
+        .args([
+            "--amount",
+            &format!("{}.{:06}", left / 1_000_000, left % 1_000_000),
+        ])
+        .env("CLAWPLANE_DATA_DIR", &data_dir)
+        .env("OPENCLAW_ENCRYPTION_KEY", ENCRYPTION_KEY)
+        .output()
+        .unwrap();
+    assert!(
+        burn.status.success(),
+        "{}",
+        String::from_utf8_lossy(&burn.stderr)
+    );
+    let asked_before = fake.requests().len();
+    let (_, page) = ana.get("/console/chat").await;
+    let r = ana
+        .post(
+            "/console/chat",
+            &[("csrf", &csrf(&page)), ("message", "one more question")],
+            Some("text/event-stream"),
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+    let stream = r.text().await.unwrap_or_default();
+    let said = events(&stream);
+    let error = said
+        .iter()
+        .find(|(n, _)| n == "error")
+        .map(|(_, d)| d.clone())
+        .unwrap_or_else(|| panic!("the chat shows an error: {stream}"));
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("credits have run out")),
+        "the chat says the credits ran out: {stream}"
+    );
+    assert_eq!(error["href"], "/console/billing", "{stream}");
+    assert_eq!(
+        fake.requests().len(),
+        asked_before,
+        "nothing reached the upstream without credits"
+    );
+
+    let (status, body) = api.call(Method::DELETE, "/api/openclaw/instance").await;
+    assert_eq!(status, 200, "{body}");
 }
