@@ -1,8 +1,13 @@
 //! The metered model proxy as `serve` answers it: a gateway's model token
 //! (found by its digest) pays from its user's credits; what is billed is
 //! the upstream's usage at the operator's prices, once; a user without
-//! credits, a bad token and a refused request bill nothing. The upstream
-//! is `testkit`'s loopback fake provider.
+//! credits, a bad token and a refused request bill nothing. Two loopback
+//! upstreams: `testkit`'s fake provider (model `mini`) and its fake upstream
+//! that fails on cue (model `cued`, used by the submodules).
+
+mod contention;
+mod cues;
+mod faults;
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,12 +15,14 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use clawplane_billing::{BillingConfig, GrantRequest, Ledger};
 use clawplane_domain::{IdempotencyKey, InstanceFields, MicroUsd, UserId};
-use clawplane_models::Catalog;
+use clawplane_models::proxy::ProxySettings;
+use clawplane_models::{Catalog, Model};
 use clawplane_secrets::{generate_token, EncryptionKey, ExposeSecret, KeyRing, SecretString};
 use clawplane_server::startup::ModelsListener;
 use clawplane_server::{Application, ServerConfig};
 use clawplane_store::{Backend, NewInstance, Vault};
 use clawplane_testkit::fake_openai::FakeOpenAi;
+use clawplane_testkit::fake_upstream::{self, FakeUpstream};
 use clawplane_testkit::TestDb;
 use serde_json::{json, Value};
 
@@ -33,12 +40,22 @@ struct ModelsApp {
     vault: Vault,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
-    _upstream: FakeOpenAi,
+    _provider: FakeOpenAi,
+    /// The upstream of model `cued`, failing on cue.
+    upstream: FakeUpstream,
+    /// The catalog's `cued` model (its prices and limits, for holds).
+    cued: Model,
 }
 
 impl ModelsApp {
     async fn spawn(backend: Backend) -> ModelsApp {
-        let upstream = FakeOpenAi::start(&PIECES).await;
+        Self::spawn_with(backend, ProxySettings::default()).await
+    }
+
+    /// With these proxy settings.
+    async fn spawn_with(backend: Backend, settings: ProxySettings) -> ModelsApp {
+        let provider = FakeOpenAi::start(&PIECES).await;
+        let upstream = FakeUpstream::start().await;
         let db = TestDb::new(backend).await;
         let text = format!(
             r#"
@@ -55,11 +72,28 @@ impl ModelsApp {
             cached_per_million = 500000
             max_output_tokens = 1000
             context_window = 32000
+            [[providers]]
+            id = "cues"
+            base_url = "{}"
+            api_key_env = "TEST_CUE_KEY"
+            [[providers.models]]
+            id = "cued"
+            upstream = "cue-model"
+            input_per_million = 1000000
+            output_per_million = 2000000
+            cached_per_million = 500000
+            max_output_tokens = 1000
+            context_window = 32000
             "#,
-            upstream.base_url
+            provider.base_url, upstream.base_url
         );
-        let env = |name: &str| (name == "TEST_UPSTREAM_KEY").then(|| UPSTREAM_KEY.to_owned());
+        let env = |name: &str| match name {
+            "TEST_UPSTREAM_KEY" => Some(UPSTREAM_KEY.to_owned()),
+            "TEST_CUE_KEY" => Some(fake_upstream::UPSTREAM_KEY.to_owned()),
+            _ => None,
+        };
         let catalog = Catalog::parse(&text, Path::new("models.toml"), &env).unwrap();
+        let cued = catalog.model("cued").unwrap().clone();
         let config = ServerConfig {
             run_jobs: false,
             internal_key: Some(SecretString::from(INTERNAL_KEY.to_owned())),
@@ -80,7 +114,7 @@ impl ModelsApp {
         .with_models(ModelsListener {
             listener: models,
             catalog,
-            settings: Default::default(),
+            settings,
         });
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run(async move {
@@ -94,7 +128,9 @@ impl ModelsApp {
             db,
             stop,
             server,
-            _upstream: upstream,
+            _provider: provider,
+            upstream,
+            cued,
         }
     }
 
