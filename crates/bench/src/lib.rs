@@ -14,6 +14,7 @@ mod healing;
 mod ingress;
 mod ledger;
 mod local_server;
+mod models;
 mod runtime;
 mod serve;
 mod stats;
@@ -39,6 +40,13 @@ pub enum BenchCommand {
     Ingress(ingress::IngressBenchArgs),
     /// Ledger throughput and balance-read latency on SQLite and PostgreSQL.
     Ledger(ledger::LedgerBenchArgs),
+    /// The metered model proxy against the fake upstream directly: time to
+    /// first token, streams per second, memory per open stream, and holds
+    /// and settles per second on SQLite and PostgreSQL.
+    Models(models::ModelsBenchArgs),
+    /// The proxy host child process of `bench models` (not run by hand).
+    #[command(hide = true)]
+    ModelsProxy(models::host::ProxyHostArgs),
     /// The runtime agent against the OpenClaw CLI, `tar czf` and the gateway.
     Runtime(runtime::RuntimeBenchArgs),
     /// The control plane: time to ready against a bare gateway, and API
@@ -54,6 +62,8 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Healing(args) => healing::run(args).await,
         BenchCommand::Ingress(args) => ingress::run(args).await,
         BenchCommand::Ledger(args) => ledger::run(args).await,
+        BenchCommand::Models(args) => models::run(args).await,
+        BenchCommand::ModelsProxy(args) => models::host::run(args).await,
         BenchCommand::Runtime(args) => runtime::run(args).await,
         BenchCommand::Serve(args) => serve::run(args).await,
     }
