@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -25,13 +27,15 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit;
     let metrics = state.metrics.clone();
     Router::new()
+        // The address `serve` prints leads to the console.
+        .route("/", get(|| async { Redirect::to("/console") }))
         .merge(routes::api())
         .merge(crate::console::router().layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         )))
         .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(routes::cors())
@@ -54,4 +58,14 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+/// A known path with a method it does not take: a console page for the
+/// console's paths, the envelope for everything else.
+async fn method_not_allowed(uri: Uri) -> Response {
+    if crate::console::owns(uri.path()) {
+        crate::console::method_not_allowed().await.into_response()
+    } else {
+        routes::method_not_allowed().await.into_response()
+    }
 }

@@ -69,11 +69,6 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
-    /// 500 for a setting the operator must fix; the message names it.
-    pub fn misconfigured(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "misconfigured", message)
-    }
-
     /// 500 with a generic message; `cause` is logged, not sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");

@@ -124,12 +124,13 @@ impl FromRequestParts<AppState> for ControlAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let expected = state.config.control_key.as_ref().ok_or_else(|| {
-            ApiError::misconfigured(
-                "OA_CONTROL_KEY is not set on the server: set it to enable the control endpoints",
-            )
-        })?;
-        check_key(&parts.headers, CONTROL_KEY_HEADER, expected)?;
+        // Without `OA_CONTROL_KEY` no key is valid: the caller's answer is
+        // the same 401 as for a wrong key (the operator is warned at start).
+        check_key(
+            &parts.headers,
+            CONTROL_KEY_HEADER,
+            state.config.control_key.as_ref(),
+        )?;
         Ok(ControlAuth)
     }
 }
@@ -156,12 +157,19 @@ impl FromRequestParts<AppState> for ApiUser {
                 )),
             };
         }
-        let expected = state.config.internal_key.as_ref().ok_or_else(|| {
-            ApiError::misconfigured(
-                "OA_INTERNAL_KEY is not set on the server: set it to enable the API's internal-key auth, or use an API token",
+        // Without `OA_INTERNAL_KEY` only API tokens are valid: a request
+        // without one is the same 401 as for a wrong key.
+        check_key(
+            &parts.headers,
+            INTERNAL_KEY_HEADER,
+            state.config.internal_key.as_ref(),
+        )
+        .map_err(|_| {
+            ApiError::unauthorized(
+                "missing or invalid credentials: send Authorization: Bearer <API token>, \
+                 or X-OA-Internal-Key with X-OA-User-Id",
             )
         })?;
-        check_key(&parts.headers, INTERNAL_KEY_HEADER, expected)?;
         let user = header_text(&parts.headers, USER_ID_HEADER)?.unwrap_or_default();
         UserId::parse(user)
             .map(ApiUser)
@@ -221,9 +229,18 @@ pub fn limit(query: &HashMap<String, String>, default: u32, max: u32) -> Result<
     }
 }
 
-fn check_key(headers: &HeaderMap, name: &str, expected: &SecretString) -> Result<(), ApiError> {
+/// `name` against `expected` in constant time; 401 when it is missing or
+/// wrong, and when the server has no key (`None`) to compare with.
+fn check_key(
+    headers: &HeaderMap,
+    name: &str,
+    expected: Option<&SecretString>,
+) -> Result<(), ApiError> {
     let given = headers.get(name).map(|v| v.as_bytes()).unwrap_or_default();
-    if !given.is_empty() && constant_time_eq(given, expected.expose_secret().as_bytes()) {
+    let matches = expected.is_some_and(|expected| {
+        !given.is_empty() && constant_time_eq(given, expected.expose_secret().as_bytes())
+    });
+    if matches {
         Ok(())
     } else {
         Err(ApiError::unauthorized(format!("missing or invalid {name}")))

@@ -103,6 +103,7 @@ impl Application {
             state,
             models,
         } = self;
+        warn_of_unset_keys(&state.config);
         let token = CancellationToken::new();
         let hold_age = models
             .as_ref()
@@ -154,6 +155,19 @@ impl Application {
         store.close().await;
         tracing::info!("stopped");
         result
+    }
+}
+
+/// An unset service key is a warning at start (each request it would
+/// authenticate is then a 401, never a 500).
+fn warn_of_unset_keys(config: &ServerConfig) {
+    if config.internal_key.is_none() {
+        tracing::warn!("OA_INTERNAL_KEY is not set: /api/openclaw/* accepts only API tokens (Authorization: Bearer); X-OA-Internal-Key is refused with 401");
+    }
+    if config.control_key.is_none() {
+        tracing::warn!(
+            "OA_CONTROL_KEY is not set: /control/openclaw/* refuses every request with 401"
+        );
     }
 }
 

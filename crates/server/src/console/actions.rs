@@ -45,6 +45,12 @@ fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
     form.get(name).map(String::as_str).unwrap_or("")
 }
 
+/// What sign-up says when it cannot create the account. It never says that
+/// the address has one; but since a new account is signed in at once, not
+/// being signed in still tells it, until sign-up confirms by email.
+const SIGN_UP_REFUSED: &str = "We could not create an account with this address and password. \
+     If you already have an account, sign in; otherwise check the address and try again.";
+
 /// `POST /console/sign-up` `email, password, csrf`.
 pub async fn sign_up(
     State(state): State<AppState>,
@@ -78,12 +84,9 @@ pub async fn sign_up(
     let hash = gate.hash_password(password.to_owned()).await?;
     let account = match state.store.create_account(&email, &hash).await {
         Ok(a) => a,
-        Err(clawplane_store::StoreError::EmailTaken) => {
-            return again(
-                jar,
-                "An account with this address exists already: sign in instead.",
-            )
-        }
+        // Not "this address has an account": the same sentence whatever
+        // the reason, after the same hash (see `SIGN_UP_REFUSED`).
+        Err(clawplane_store::StoreError::EmailTaken) => return again(jar, SIGN_UP_REFUSED),
         Err(e) => return Err(e.into()),
     };
     let jar = start_session(&state, jar, &headers, &account).await?;
@@ -107,12 +110,9 @@ pub async fn sign_in(
     let Ok(email) = Email::parse(&typed) else {
         return sign_form(&state, jar, &headers, false, typed, Some(wrong.into()));
     };
-    let throttle = &state.console.throttle;
-    if !throttle.allowed(email.as_str()) {
-        return Err(ConsoleError::too_many(
-            "Too many failed sign-ins for this address. Wait 15 minutes, then try again.",
-        ));
-    }
+    // This client's failures at this account may make it wait; the
+    // account's own failures only slow it (never a lock-out).
+    let gate = gate.admit(&email).await?;
     let found = state.store.account_by_email(&email).await?;
     let password = field(&form, "password").to_owned();
     let ok = match &found {
@@ -127,12 +127,12 @@ pub async fn sign_in(
     };
     match found {
         Some((account, _)) if ok => {
-            throttle.succeeded(email.as_str());
+            gate.succeeded(&email);
             let jar = start_session(&state, jar, &headers, &account).await?;
             Ok((jar, Redirect::to("/console")).into_response())
         }
         _ => {
-            throttle.failed(email.as_str());
+            gate.failed(&email);
             sign_form(&state, jar, &headers, false, typed, Some(wrong.into()))
         }
     }

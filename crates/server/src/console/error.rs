@@ -4,7 +4,9 @@
 //! API's error codes), so a new variant must be given its sentence.
 
 use askama::Template;
-use axum::http::StatusCode;
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use clawplane_billing::BillingError;
 use clawplane_store::{StoreError, VaultError};
@@ -17,6 +19,8 @@ use crate::runtime_client::RuntimeError;
 pub struct ConsoleError {
     pub(super) status: StatusCode,
     pub(super) message: String,
+    /// When to try again, sent as `Retry-After` (whole seconds, at least one).
+    retry_after: Option<Duration>,
 }
 
 const INTERNAL: &str =
@@ -33,7 +37,14 @@ impl ConsoleError {
         ConsoleError {
             status,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// Says when to try again (`Retry-After`).
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
     }
 
     /// 403 with a message.
@@ -44,6 +55,16 @@ impl ConsoleError {
     /// 400 with a message.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404 with a message.
+    pub fn not_found(message: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 405 with a message.
+    pub fn method_not_allowed(message: &str) -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, message)
     }
 
     /// 429 with a message.
@@ -198,6 +219,13 @@ impl IntoResponse for ConsoleError {
         }
         .render()
         .unwrap_or_else(|_| "Something went wrong. Go back and try again.".to_owned());
-        (self.status, Html(body)).into_response()
+        let mut response = (self.status, Html(body)).into_response();
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        response
     }
 }

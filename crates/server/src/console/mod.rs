@@ -3,7 +3,9 @@
 //! plain HTML forms that work without JavaScript (POST, then a redirect with
 //! a notice), sign-up and sign-in with sessions.
 //!
-//! - [`session`]: passwords, sessions, CSRF, throttling;
+//! - [`session`]: sessions, cookies, CSRF;
+//! - [`failures`]: failed sign-ins remembered (per account and address);
+//! - [`throttle`]: hashing bounds and the sign-in throttle applied;
 //! - [`pre_session`]: the server-issued CSRF token of the sign-in forms;
 //! - [`pages`]: the pages (overview, create, security, usage, billing, account);
 //! - [`actions`]: what the forms do, through the same instance service as the API;
@@ -19,6 +21,7 @@
 pub mod actions;
 pub mod chat;
 mod error;
+pub mod failures;
 pub mod headers;
 pub mod open;
 pub mod pages;
@@ -30,7 +33,7 @@ pub mod view;
 use crate::state::AppState;
 use askama::Template;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 
 pub use error::ConsoleError;
@@ -69,8 +72,32 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/account/keys", post(actions::set_key))
         .route("/console/account/keys/remove", post(actions::remove_keys))
-        .route("/console/account/delete", post(actions::delete_instance));
+        .route("/console/account/delete", post(actions::delete_instance))
+        .route("/console/", get(|| async { Redirect::to("/console") }))
+        .route("/console/{*rest}", any(not_found));
     headers::protect(routes)
+}
+
+/// Whether `path` is the console's (so its errors are pages, not JSON).
+pub fn owns(path: &str) -> bool {
+    path == "/console" || path.starts_with("/console/")
+}
+
+/// Any other address under `/console`: a page in the console's layout with
+/// a link back, never the API's JSON.
+pub async fn not_found() -> ConsoleError {
+    ConsoleError::not_found(
+        "There is no console page at this address. Check it for a typing mistake, \
+         or start again from the console.",
+    )
+}
+
+/// A console address asked with a method it does not take (a form posted
+/// to a page, say).
+pub async fn method_not_allowed() -> ConsoleError {
+    ConsoleError::method_not_allowed(
+        "This page cannot be sent that way. Go back to the console and use its buttons and forms.",
+    )
 }
 
 /// The console's script (progressive enhancement: live updates, forms
@@ -96,8 +123,8 @@ async fn stylesheet() -> impl IntoResponse {
 
 /// The console's own state.
 pub struct ConsoleState {
-    /// Failed sign-ins.
-    pub throttle: session::Throttle,
+    /// Failed sign-ins and the sign-in limits.
+    pub throttle: failures::Throttle,
     /// A hash checked when an address has no account, so that a wrong
     /// address takes as long as a wrong password.
     pub dummy_hash: String,
@@ -121,7 +148,7 @@ impl ConsoleState {
             .map(|h| h.to_string())
             .unwrap_or_default();
         ConsoleState {
-            throttle: session::Throttle::default(),
+            throttle: failures::Throttle::default(),
             dummy_hash,
             single_user_csrf: clawplane_secrets::generate_token()
                 .expose_secret()

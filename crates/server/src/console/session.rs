@@ -2,17 +2,15 @@
 //! cookies (`HttpOnly`, `SameSite=Lax`, `Secure` behind TLS; only a digest
 //! is stored; a new session at every sign-in, so a planted cookie is never
 //! promoted), CSRF tokens on every form (before a session, server-issued
-//! ones of [`super::pre_session`]), and throttling of failed sign-ins
-//! (per email here; per client address and hashes at once in
-//! [`super::throttle`]).
+//! ones of [`super::pre_session`]). Failed sign-ins are remembered in
+//! [`super::failures`] and throttled by [`super::throttle`].
 //!
 //! Signing out also closes the account's gateway doors (its passes and door
 //! cookies, [`crate::door_passes`]), and a sweeper deletes expired sessions,
 //! passes and door cookies on a schedule ([`spawn_sweeper`]).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -27,10 +25,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::pre_session::{self, PreSessionTokens};
-use super::throttle::SignInLimits;
 use super::ConsoleError;
 use crate::state::AppState;
-use crate::ServerConfig;
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "clawplane_session";
@@ -38,9 +34,6 @@ pub const SESSION_COOKIE: &str = "clawplane_session";
 pub const PRE_CSRF_COOKIE: &str = "clawplane_csrf";
 /// How long a session lasts.
 pub const SESSION_DAYS: i64 = 7;
-/// Failed sign-ins allowed per address per window.
-const MAX_FAILURES: u32 = 5;
-const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 10;
 /// The interval to give [`spawn_sweeper`]: expired rows are already refused
@@ -240,52 +233,4 @@ pub fn spawn_sweeper(
             }
         }
     })
-}
-
-/// Failed sign-ins per email address, in memory (per process), and the
-/// limits that do not depend on the email ([`SignInLimits`]).
-#[derive(Default)]
-pub struct Throttle {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-    limits: OnceLock<SignInLimits>,
-}
-
-impl Throttle {
-    /// The hashing and per-client limits, built from `config` at first use
-    /// (a server's settings do not change while it runs).
-    pub fn limits(&self, config: &ServerConfig) -> &SignInLimits {
-        self.limits.get_or_init(|| SignInLimits::new(config))
-    }
-
-    /// Whether this address may try again now.
-    pub fn allowed(&self, key: &str) -> bool {
-        let Ok(map) = self.failures.lock() else {
-            return false;
-        };
-        match map.get(key) {
-            Some((n, since)) => *n < MAX_FAILURES || since.elapsed() > FAILURE_WINDOW,
-            None => true,
-        }
-    }
-
-    /// Records a failure.
-    pub fn failed(&self, key: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            if map.len() > 100_000 {
-                map.retain(|_, (_, since)| since.elapsed() <= FAILURE_WINDOW);
-            }
-            let entry = map.entry(key.to_owned()).or_insert((0, Instant::now()));
-            if entry.1.elapsed() > FAILURE_WINDOW {
-                *entry = (0, Instant::now());
-            }
-            entry.0 += 1;
-        }
-    }
-
-    /// Forgets an address's failures (after a success).
-    pub fn succeeded(&self, key: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.remove(key);
-        }
-    }
 }

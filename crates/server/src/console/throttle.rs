@@ -5,8 +5,9 @@
 //!
 //! Both answer 429 with `Retry-After` and a page; neither locks anyone out
 //! for longer than a short window, so the owner's correct password always
-//! works again soon. The per-email failure count stays in
-//! [`super::session::Throttle`].
+//! works again soon. Once the email is known, [`SignInGate::admit`] adds
+//! the failures remembered in [`super::failures::Throttle`]: a growing
+//! delay for the (account, address) pair, a bounded slow-down per account.
 //!
 //! The hashes run in working memory kept here for reuse, at most one
 //! buffer per permit. Left to the allocator, a buffer freed on a blocking
@@ -24,11 +25,12 @@ use argon2::password_hash::{Output, ParamsString, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::ConsoleError;
+use clawplane_domain::Email;
+
+use super::{ConsoleError, ConsoleState};
 use crate::peer::client_address;
 use crate::state::AppState;
 use crate::ServerConfig;
@@ -130,9 +132,72 @@ fn client_key(ip: IpAddr) -> IpAddr {
 pub struct SignInGate {
     _permit: OwnedSemaphorePermit,
     memory: Memory,
+    hashing: Arc<Semaphore>,
+    hash_wait: Duration,
+    /// The client's key ([`client_key`]), when there is a peer address.
+    client: Option<IpAddr>,
+    console: Arc<ConsoleState>,
 }
 
 impl SignInGate {
+    /// Leave to check a password for `email`: refused (429 with
+    /// `Retry-After`) while this client's failures at this account make it
+    /// wait; slowed, never refused, while the account has many failures
+    /// from anywhere (the hashing permit is given back meanwhile, so a
+    /// slowed account does not hold up anyone else's sign-in).
+    pub async fn admit(self, email: &Email) -> Result<SignInGate, ConsoleError> {
+        let failures = &self.console.throttle;
+        let now = Instant::now();
+        if let Some(wait) = self
+            .client
+            .and_then(|client| failures.pair_wait(email, client, now))
+        {
+            return Err(ConsoleError::too_many(&format!(
+                "Too many failed sign-ins to this account from your address. Wait {}, \
+                 then try again.",
+                super::view::wait(wait)
+            ))
+            .retry_after(wait));
+        }
+        let slowdown = failures.account_slowdown(email, now);
+        if slowdown.is_zero() {
+            return Ok(self);
+        }
+        let SignInGate {
+            _permit,
+            memory,
+            hashing,
+            hash_wait,
+            client,
+            console,
+        } = self;
+        drop(_permit);
+        tokio::time::sleep(slowdown).await;
+        let permit = acquire(&hashing, hash_wait)
+            .await
+            .map_err(|busy| busy.retry_after(hash_wait))?;
+        Ok(SignInGate {
+            _permit: permit,
+            memory,
+            hashing,
+            hash_wait,
+            client,
+            console,
+        })
+    }
+
+    /// Records a wrong password (or unknown address) for `email` from this client.
+    pub fn failed(&self, email: &Email) {
+        let failures = &self.console.throttle;
+        failures.record_failure(email, self.client, Instant::now());
+    }
+
+    /// Records a right password for `email` from this client: its failures
+    /// there are forgotten.
+    pub fn succeeded(&self, email: &Email) {
+        self.console.throttle.record_success(email, self.client);
+    }
+
     /// An argon2id hash of a password, as [`Argon2::default`] makes them
     /// (run off the async threads, in this permit's memory).
     pub async fn hash_password(&self, password: String) -> Result<String, ConsoleError> {
@@ -162,32 +227,46 @@ impl FromRequestParts<AppState> for SignInGate {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        if let Some(peer) = peer {
-            let client =
-                client_address(peer, &parts.headers, &state.config.ingress.trusted_proxies);
-            if let Err(wait) = limits.attempts.attempt(client_key(client), Instant::now()) {
+        let client = peer.map(|peer| {
+            client_key(client_address(
+                peer,
+                &parts.headers,
+                &state.config.ingress.trusted_proxies,
+            ))
+        });
+        if let Some(client) = client {
+            if let Err(wait) = limits.attempts.attempt(client, Instant::now()) {
                 return Err(too_many(
                     "Too many sign-in attempts from your address. Wait a minute, then try again.",
                     wait,
                 ));
             }
         }
-        let permit = tokio::time::timeout(
-            limits.hash_wait,
-            Arc::clone(&limits.hashing).acquire_owned(),
-        )
-        .await;
-        match permit {
-            Ok(Ok(permit)) => Ok(SignInGate {
-                _permit: permit,
-                memory: limits.memory.clone(),
-            }),
-            // The semaphore is never closed; a closed one is as busy as can be.
-            Ok(Err(_)) | Err(_) => Err(too_many(
-                "Too many people are signing in right now. Wait a few seconds, then try again.",
-                limits.hash_wait,
-            )),
-        }
+        let permit = acquire(&limits.hashing, limits.hash_wait)
+            .await
+            .map_err(|busy| busy.retry_after(limits.hash_wait).into_response())?;
+        Ok(SignInGate {
+            _permit: permit,
+            memory: limits.memory.clone(),
+            hashing: Arc::clone(&limits.hashing),
+            hash_wait: limits.hash_wait,
+            client,
+            console: Arc::clone(&state.console),
+        })
+    }
+}
+
+/// A hashing permit within `wait`, or the page saying the server is busy.
+async fn acquire(
+    hashing: &Arc<Semaphore>,
+    wait: Duration,
+) -> Result<OwnedSemaphorePermit, ConsoleError> {
+    match tokio::time::timeout(wait, Arc::clone(hashing).acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        // The semaphore is never closed; a closed one is as busy as can be.
+        Ok(Err(_)) | Err(_) => Err(ConsoleError::too_many(
+            "Too many people are signing in right now. Wait a few seconds, then try again.",
+        )),
     }
 }
 
@@ -276,12 +355,9 @@ fn output_len(params: &Params) -> usize {
 
 /// A 429 page with `Retry-After` (whole seconds, at least one).
 fn too_many(message: &str, retry_after: Duration) -> Response {
-    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    let mut response = ConsoleError::too_many(message).into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-    response
+    ConsoleError::too_many(message)
+        .retry_after(retry_after)
+        .into_response()
 }
 
 #[cfg(test)]

@@ -115,9 +115,28 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
+/// A wait as people say it: "a second", "3 seconds", "2 minutes" (rounded up).
+pub fn wait(wait: std::time::Duration) -> String {
+    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    match seconds {
+        1 => "a second".to_owned(),
+        2..=90 => format!("{seconds} seconds"),
+        _ => format!("{} minutes", seconds.div_ceil(60)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn waits_read_as_people_say_them() {
+        assert_eq!(wait(Duration::from_millis(300)), "a second");
+        assert_eq!(wait(Duration::from_millis(1500)), "2 seconds");
+        assert_eq!(wait(Duration::from_secs(91)), "2 minutes");
+        assert_eq!(wait(Duration::from_secs(15 * 60)), "15 minutes");
+    }
 
     #[test]
     fn the_stepper_follows_provisioning() {

@@ -1,7 +1,7 @@
 //! Authentication and isolation on every `/api/openclaw/*` and
 //! `/control/openclaw/*` route: missing, wrong, unknown, foreign-scheme and
 //! revoked credentials are refused (and change nothing), an unset
-//! `OA_INTERNAL_KEY` is a 500 while API tokens keep working, authenticated
+//! `OA_INTERNAL_KEY` refuses the internal key with 401 while API tokens keep working, authenticated
 //! replies are `no-store`, one user never reaches another's data, and CORS
 //! preflights allow the seed's headers.
 
@@ -219,7 +219,7 @@ async fn control_routes_refuse_missing_and_wrong_keys_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn without_an_internal_key_the_api_is_misconfigured_but_tokens_work() {
+async fn without_an_internal_key_the_internal_key_is_refused_but_tokens_work() {
     let db = TestDb::new(Backend::Sqlite).await;
     let (token, digest) = generate_api_token();
     let user = UserId::parse("ana").unwrap();
@@ -242,8 +242,8 @@ async fn without_an_internal_key_the_api_is_misconfigured_but_tokens_work() {
         let r = client.request(m.parse().unwrap(), format!("{address}{path}"));
         let (status, b) = authed(with(r, INTERNAL_KEY, "ana")).await;
         let message = b["error"]["message"].to_string();
-        err((status, b), 500, "misconfigured");
-        assert!(message.contains("OA_INTERNAL_KEY"), "{m} {path}: {message}");
+        err((status, b), 401, "unauthorized");
+        assert!(message.contains("Bearer"), "{m} {path}: {message}");
     }
     let bearer = |m: Method, path: &str| {
         let r = client.request(m, format!("{address}{path}"));

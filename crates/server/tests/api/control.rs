@@ -3,7 +3,7 @@
 //! never carry secret material, secrets are readable only through the control
 //! read, every secret read and write is audited (never with its value),
 //! refused writes leave no audit entry, statuses follow the transition table,
-//! and an unset `OA_CONTROL_KEY` is a 500 that names it.
+//! and an unset `OA_CONTROL_KEY` refuses every key with 401.
 
 use std::time::{Duration, Instant};
 
@@ -339,14 +339,14 @@ async fn statuses_change_only_through_the_transition_table() {
 }
 
 #[tokio::test]
-async fn control_routes_without_a_control_key_answer_misconfigured() {
+async fn control_routes_without_a_control_key_refuse_every_key() {
     let app = spawn_app_with(Backend::Sqlite, |c| c.control_key = None).await;
     for (m, path) in CONTROL_ROUTES {
         let request = request(&app, m, path).header("x-oa-control-key", CONTROL_KEY);
         let (status, b) = send(request).await;
         let message = b["error"]["message"].to_string();
-        err((status, b), 500, "misconfigured");
-        assert!(message.contains("OA_CONTROL_KEY") && !message.contains(CONTROL_KEY));
+        err((status, b), 401, "unauthorized");
+        assert!(!message.contains(CONTROL_KEY));
     }
     let reply = send(app.api(Method::GET, "/api/openclaw/instance", "ana")).await;
     assert!(ok(reply).is_null(), "the API is not affected");

@@ -1,5 +1,6 @@
 //! HTTP tests of `clawplane serve`'s router over real stores (SQLite and PostgreSQL).
 
+mod accounts;
 mod auth;
 mod bad_input;
 mod billing;
