@@ -4,13 +4,18 @@
 //! The passes of an instance's door are not sessions: they have their own
 //! table ([`crate::door_passes`]); signing out deletes both
 //! ([`Store::delete_session_and_passes`]).
+//!
+//! An account's owner sees its live sessions ([`Store::live_sessions`]) by
+//! when they began and what their client was (a short description and an
+//! address, [`Store::set_session_client`]), never by digest or token, and
+//! can end all but the current one ([`Store::delete_other_sessions_and_passes`]).
 
 use chrono::{DateTime, Utc};
-use clawplane_domain::{Account, Email};
+use clawplane_domain::{Account, Email, UserId};
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::time::{now, to_millis};
+use crate::time::{from_millis, now, to_millis};
 use crate::{Store, StoreError};
 
 /// A live session: its account and its CSRF token.
@@ -20,6 +25,46 @@ pub struct SessionRecord {
     pub account: Account,
     /// The token every form of this session must carry.
     pub csrf_token: String,
+}
+
+/// Longest client description and address kept (in characters).
+pub const MAX_CLIENT_CHARS: usize = 120;
+
+/// A live session as its owner sees it: nothing that could be used to
+/// take it over (no digest, no token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// When it began (signing in or up).
+    pub created_at: DateTime<Utc>,
+    /// When it ends unless signed out before.
+    pub expires_at: DateTime<Utc>,
+    /// A short description of the client (its User-Agent), if it sent one.
+    pub client: Option<String>,
+    /// The client's address at sign-in, if known.
+    pub address: Option<String>,
+    /// Whether this is the session the listing was asked from.
+    pub current: bool,
+}
+
+/// What [`Store::delete_other_sessions_and_passes`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SignedOut {
+    /// Console sessions deleted.
+    pub sessions: u64,
+    /// Door passes and door cookies deleted.
+    pub passes: u64,
+}
+
+/// `text` without control characters, at most [`MAX_CLIENT_CHARS`] long;
+/// `None` when nothing is left.
+fn short(text: Option<&str>) -> Option<String> {
+    let kept: String = text?
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_CLIENT_CHARS)
+        .collect();
+    let kept = kept.trim();
+    (!kept.is_empty()).then(|| kept.to_owned())
 }
 
 impl Store {
@@ -144,5 +189,87 @@ impl Store {
             .execute(&self.write)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    /// Records what the session with this digest was started from: a short
+    /// client description (the User-Agent) and its address, each stripped
+    /// of control characters and cut to [`MAX_CLIENT_CHARS`]. An unknown
+    /// digest is ignored.
+    pub async fn set_session_client(
+        &self,
+        digest: &str,
+        client: Option<&str>,
+        address: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE console_sessions SET client = $1, client_address = $2 WHERE digest = $3",
+        )
+        .bind(short(client))
+        .bind(short(address))
+        .bind(digest.to_owned())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// `user`'s live sessions, newest first, at most `limit`; the one with
+    /// digest `current` (if any) is marked so.
+    pub async fn live_sessions(
+        &self,
+        user: &UserId,
+        current: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT created_at, expires_at, client, client_address, \
+             CAST(CASE WHEN digest = $1 THEN 1 ELSE 0 END AS BIGINT) AS is_current \
+             FROM console_sessions WHERE user_id = $2 AND expires_at > $3 \
+             ORDER BY created_at DESC, digest DESC LIMIT $4",
+        )
+        // No digest is empty, so without a current session none matches.
+        .bind(current.unwrap_or("").to_owned())
+        .bind(user.as_str().to_owned())
+        .bind(to_millis(now()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let is_current: i64 = r.try_get("is_current")?;
+                Ok(SessionSummary {
+                    created_at: from_millis(r.try_get("created_at")?)?,
+                    expires_at: from_millis(r.try_get("expires_at")?)?,
+                    client: r.try_get("client")?,
+                    address: r.try_get("client_address")?,
+                    current: is_current == 1,
+                })
+            })
+            .collect()
+    }
+
+    /// Signs `user` out everywhere else: deletes every console session of
+    /// the account but the one with digest `keep` (all of them when `None`),
+    /// and every door pass and door cookie of the account, in one
+    /// transaction. Other accounts' rows are untouched.
+    pub async fn delete_other_sessions_and_passes(
+        &self,
+        user: &UserId,
+        keep: Option<&str>,
+    ) -> Result<SignedOut, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let passes = sqlx::query("DELETE FROM door_passes WHERE user_id = $1")
+            .bind(user.as_str().to_owned())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let sessions =
+            sqlx::query("DELETE FROM console_sessions WHERE user_id = $1 AND digest <> $2")
+                .bind(user.as_str().to_owned())
+                .bind(keep.unwrap_or("").to_owned())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        tx.commit().await?;
+        Ok(SignedOut { sessions, passes })
     }
 }

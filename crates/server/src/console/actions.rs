@@ -1,20 +1,27 @@
 //! What the console's forms do. Every form carries the CSRF token; every
 //! action goes through the same services as the API and ends in a redirect
 //! with a notice, or in a page that says what went wrong.
+//!
+//! A new session records what it was started from (the User-Agent and the
+//! client address), so the Account page can list the account's sessions;
+//! "Sign out everywhere else" ends all but the current one.
 
 use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{Form, Path, State};
-use axum::http::HeaderMap;
+use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
-use clawplane_domain::{Email, TokenName};
-use clawplane_secrets::{ExposeSecret, SecretString};
+use clawplane_domain::{Account, Email, TokenName};
+use clawplane_secrets::{api_token_digest, ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use super::pages::{account_page, sign_form, single_user_mode};
+use super::pages::{account_page, sign_form, single_user_mode, SIGNED_OUT_ELSEWHERE};
 use super::session::{
-    check_pre_session_csrf, end_session, start_session, Session, MIN_PASSWORD_LEN,
+    check_pre_session_csrf, end_session, start_session, Session, MIN_PASSWORD_LEN, SESSION_COOKIE,
 };
 use super::throttle::SignInGate;
 use super::{done, render, ConsoleError};
@@ -41,6 +48,94 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for FormMap {
     }
 }
 
+/// The client address of a request as `serve` vouches for it
+/// ([`crate::peer::client_address`]); `None` without a peer address (a
+/// router called without `ConnectInfo`).
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(ClientAddress(peer.map(|peer| {
+            crate::peer::client_address(peer, &parts.headers, &state.config.ingress.trusted_proxies)
+        })))
+    }
+}
+
+/// Starts a session for `account` and records what it came from (the
+/// User-Agent, the address), for the Account page's list of sessions.
+/// Failing to record that is logged, not a failed sign-in.
+async fn sign_in_as(
+    state: &AppState,
+    jar: CookieJar,
+    headers: &HeaderMap,
+    address: &ClientAddress,
+    account: &Account,
+) -> Result<CookieJar, ConsoleError> {
+    let jar = start_session(state, jar, headers, account).await?;
+    if let Some(session) = jar.get(SESSION_COOKIE) {
+        let agent = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(describe_client);
+        let address = address.0.map(|a| a.to_string());
+        if let Err(e) = state
+            .store
+            .set_session_client(
+                &api_token_digest(session.value()),
+                agent.as_deref(),
+                address.as_deref(),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "recording a new session's client failed");
+        }
+    }
+    Ok(jar)
+}
+
+/// What a session records of its client: "Firefox on Linux" for a
+/// User-Agent, or the User-Agent itself when neither the browser nor the
+/// system is recognised (the store cuts it short). Described from the
+/// whole header, whose browser often comes last.
+fn describe_client(agent: &str) -> String {
+    let has = |s: &str| agent.contains(s);
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("CriOS/", "Chrome"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+    ]
+    .into_iter()
+    .find(|(mark, _)| has(mark))
+    .map(|(_, name)| name);
+    let system = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("CrOS", "ChromeOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("Linux", "Linux"),
+    ]
+    .into_iter()
+    .find(|(mark, _)| has(mark))
+    .map(|(_, name)| name);
+    match (browser, system) {
+        (Some(b), Some(s)) => format!("{b} on {s}"),
+        (Some(b), None) => b.to_owned(),
+        (None, Some(s)) => format!("A browser on {s}"),
+        (None, None) => agent.to_owned(),
+    }
+}
+
 fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
     form.get(name).map(String::as_str).unwrap_or("")
 }
@@ -55,6 +150,7 @@ const SIGN_UP_REFUSED: &str = "We could not create an account with this address 
 pub async fn sign_up(
     State(state): State<AppState>,
     gate: SignInGate,
+    address: ClientAddress,
     jar: CookieJar,
     headers: HeaderMap,
     FormMap(form): FormMap,
@@ -89,7 +185,7 @@ pub async fn sign_up(
         Err(clawplane_store::StoreError::EmailTaken) => return again(jar, SIGN_UP_REFUSED),
         Err(e) => return Err(e.into()),
     };
-    let jar = start_session(&state, jar, &headers, &account).await?;
+    let jar = sign_in_as(&state, jar, &headers, &address, &account).await?;
     Ok((jar, Redirect::to("/console")).into_response())
 }
 
@@ -97,6 +193,7 @@ pub async fn sign_up(
 pub async fn sign_in(
     State(state): State<AppState>,
     gate: SignInGate,
+    address: ClientAddress,
     jar: CookieJar,
     headers: HeaderMap,
     FormMap(form): FormMap,
@@ -128,7 +225,7 @@ pub async fn sign_in(
     match found {
         Some((account, _)) if ok => {
             gate.succeeded(&email);
-            let jar = start_session(&state, jar, &headers, &account).await?;
+            let jar = sign_in_as(&state, jar, &headers, &address, &account).await?;
             Ok((jar, Redirect::to("/console")).into_response())
         }
         _ => {
@@ -148,6 +245,36 @@ pub async fn sign_out(
     s.check_csrf(&form)?;
     let jar = end_session(&state, jar).await?;
     Ok((jar, Redirect::to("/console/sign-in")).into_response())
+}
+
+/// `POST /console/sign-out-everywhere`: ends every other console session of
+/// the account and every door pass and door cookie (this browser's too:
+/// there is no telling which browser holds which), then back to the Account
+/// page. Not in single-user mode, where nobody signs in.
+pub async fn sign_out_everywhere(
+    State(state): State<AppState>,
+    s: Session,
+    jar: CookieJar,
+    FormMap(form): FormMap,
+) -> Result<Response, ConsoleError> {
+    s.check_csrf(&form)?;
+    if s.single_user {
+        return Err(ConsoleError::bad_request(
+            "Nobody signs in to this console (single-user mode), so there is nothing to sign out of.",
+        ));
+    }
+    let current = jar.get(SESSION_COOKIE).map(|c| api_token_digest(c.value()));
+    let ended = state
+        .store
+        .delete_other_sessions_and_passes(&s.user, current.as_deref())
+        .await?;
+    tracing::info!(
+        user = %s.user,
+        sessions = ended.sessions,
+        passes = ended.passes,
+        "signed out everywhere else"
+    );
+    Ok(done("/console/account", SIGNED_OUT_ELSEWHERE))
 }
 
 /// `POST /console/create`: creates (or retries) the instance.
@@ -235,6 +362,7 @@ pub async fn usage(
 pub async fn create_token(
     State(state): State<AppState>,
     s: Session,
+    jar: CookieJar,
     FormMap(form): FormMap,
 ) -> Result<Response, ConsoleError> {
     s.check_csrf(&form)?;
@@ -244,6 +372,7 @@ pub async fn create_token(
     let page = account_page(
         &state,
         &s,
+        &jar,
         &HashMap::new(),
         Some(token.expose_secret().to_owned()),
     )
@@ -306,4 +435,21 @@ pub async fn remove_keys(
     s.check_csrf(&form)?;
     state.instances.set_provider_keys(&s.user, None).await?;
     Ok(done("/console/account", "keys-removed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_client;
+
+    #[test]
+    fn a_user_agent_is_described_by_browser_and_system() {
+        let chrome_linux = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+        assert_eq!(describe_client(chrome_linux), "Chrome on Linux");
+        let safari_iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+        assert_eq!(describe_client(safari_iphone), "Safari on iOS");
+        let firefox_android =
+            "Mozilla/5.0 (Android 14; Mobile; rv:120.0) Gecko/120.0 Firefox/120.0";
+        assert_eq!(describe_client(firefox_android), "Firefox on Android");
+        assert_eq!(describe_client("curl/8.5.0"), "curl/8.5.0");
+    }
 }

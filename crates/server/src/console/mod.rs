@@ -54,6 +54,10 @@ pub fn router() -> Router<AppState> {
             get(pages::sign_in_page).post(actions::sign_in),
         )
         .route("/console/sign-out", post(actions::sign_out))
+        .route(
+            "/console/sign-out-everywhere",
+            post(actions::sign_out_everywhere),
+        )
         .route("/console/create", get(pages::create).post(actions::create))
         .route("/console/chat", get(chat::page).post(chat::send))
         .route("/console/security", get(pages::security))

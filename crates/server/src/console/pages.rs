@@ -11,9 +11,12 @@ use axum_extra::extract::CookieJar;
 use chrono::Utc;
 use clawplane_domain::{Instance, InstanceStatus, MicroUsd};
 use clawplane_http::v1;
+use clawplane_secrets::api_token_digest;
+use clawplane_store::console::SessionSummary;
+use clawplane_store::PassKind;
 use serde_json::Value;
 
-use super::session::{pre_session_csrf, Session};
+use super::session::{pre_session_csrf, Session, SESSION_COOKIE};
 use super::view::{self, age_ms, badge, last_backup, text, usd, when, when_ms};
 use super::{
     notice_text, render, Chrome, ConsoleError, LINKS, POLL_DEVICES_MS, POLL_PROVISIONING_MS,
@@ -525,6 +528,33 @@ struct TokenRow {
     live: bool,
 }
 
+/// The notice code after "Sign out everywhere else".
+pub const SIGNED_OUT_ELSEWHERE: &str = "signed-out-elsewhere";
+
+/// Most sessions the Account page lists.
+pub const MAX_LISTED_SESSIONS: u32 = 50;
+
+/// One signed-in session as the Account page shows it.
+struct SessionRow {
+    client: String,
+    address: String,
+    began: String,
+    ends: String,
+    current: bool,
+}
+
+impl SessionRow {
+    fn of(s: SessionSummary) -> Self {
+        SessionRow {
+            client: s.client.unwrap_or_else(|| "Unknown browser".to_owned()),
+            address: s.address.unwrap_or_else(|| "an unknown address".to_owned()),
+            began: when(s.created_at),
+            ends: when(s.expires_at),
+            current: s.current,
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "account.html")]
 pub(super) struct AccountPage {
@@ -535,12 +565,20 @@ pub(super) struct AccountPage {
     user_id: String,
     /// The runtime name (or id) of an instance that can be deleted.
     deletable: Option<String>,
+    /// The account's live sessions, newest first (none in single-user mode).
+    sessions: Vec<SessionRow>,
+    /// Whether the list stops at [`MAX_LISTED_SESSIONS`].
+    more_sessions: bool,
+    /// The account's live door cookies (sign-ins at its gateway).
+    door_cookies: u64,
 }
 
-/// The account page, with a token just created shown once.
+/// The account page, with a token just created shown once; `jar` tells
+/// which of the listed sessions is this browser's.
 pub(super) async fn account_page(
     state: &AppState,
     s: &Session,
+    jar: &CookieJar,
     q: &HashMap<String, String>,
     new_token: Option<String>,
 ) -> Result<AccountPage, ConsoleError> {
@@ -569,21 +607,47 @@ pub(super) async fn account_page(
         .await?
         .filter(|i| i.status != InstanceStatus::Deleted)
         .map(|i| i.runtime_name.unwrap_or_else(|| i.id.to_string()));
+    let mut chrome = chrome(s, "/console/account", q);
+    if q.get("notice").map(String::as_str) == Some(SIGNED_OUT_ELSEWHERE) {
+        chrome.notice = Some(
+            "Every other session of your account has ended, and every gateway sign-in: \
+             open OpenClaw again from the Overview."
+                .to_owned(),
+        );
+    }
+    let (sessions, door_cookies) = if s.single_user {
+        (Vec::new(), 0)
+    } else {
+        let current = jar.get(SESSION_COOKIE).map(|c| api_token_digest(c.value()));
+        let listed = state
+            .store
+            .live_sessions(&s.user, current.as_deref(), MAX_LISTED_SESSIONS)
+            .await?;
+        let doors = state
+            .store
+            .live_door_passes(&s.user, PassKind::Door)
+            .await?;
+        (listed.into_iter().map(SessionRow::of).collect(), doors)
+    };
     Ok(AccountPage {
-        chrome: chrome(s, "/console/account", q),
+        chrome,
         new_token,
         tokens,
         key_names,
         user_id: s.user.to_string(),
         deletable,
+        more_sessions: sessions.len() >= MAX_LISTED_SESSIONS as usize,
+        sessions,
+        door_cookies,
     })
 }
 
-/// `GET /console/account`: API tokens and provider keys.
+/// `GET /console/account`: API tokens, provider keys, signed-in sessions.
 pub async fn account(
     State(state): State<AppState>,
     s: Session,
+    jar: CookieJar,
     Query(q): Params,
 ) -> Result<Response, ConsoleError> {
-    render(&account_page(&state, &s, &q, None).await?)
+    render(&account_page(&state, &s, &jar, &q, None).await?)
 }

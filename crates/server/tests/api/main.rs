@@ -19,5 +19,6 @@ mod models;
 mod openapi;
 mod rules;
 mod runtime_client;
+mod sessions;
 mod surface;
 mod tokens;
