@@ -191,15 +191,19 @@ async fn read_latency(store: &Store, user: &UserId) -> anyhow::Result<(f64, f64)
     Ok((us(0.50), us(0.99)))
 }
 
-/// A database that exists for one benchmark run.
-struct Scratch {
-    store: Store,
+/// A database that exists for one benchmark run: a temporary SQLite
+/// directory, or a new PostgreSQL database dropped by [`Scratch::finish`]
+/// (also used by the model proxy's hold benchmark).
+pub(crate) struct Scratch {
+    /// The open store.
+    pub(crate) store: Store,
     _dir: Option<tempfile::TempDir>,
     pg: Option<(String, String)>,
 }
 
 impl Scratch {
-    async fn new(backend: Backend, admin_url: &str) -> anyhow::Result<Scratch> {
+    /// A fresh database on `backend`; PostgreSQL's is made on `admin_url`'s server.
+    pub(crate) async fn new(backend: Backend, admin_url: &str) -> anyhow::Result<Scratch> {
         let options = StoreOptions {
             max_connections: 32,
             ..Default::default()
@@ -236,7 +240,8 @@ impl Scratch {
         }
     }
 
-    async fn finish(self) {
+    /// Closes the store and drops a PostgreSQL database.
+    pub(crate) async fn finish(self) {
         self.store.close().await;
         if let Some((admin, name)) = self.pg {
             if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {

@@ -224,7 +224,7 @@ async fn hold_pairs(args: &ModelsBenchArgs) -> anyhow::Result<()> {
     println!("|---|---:|---:|---:|---:|---:|");
     let duration = Duration::from_secs(args.seconds);
     for &backend in backends {
-        let scratch = holds::Scratch::new(backend, &args.postgres_url).await?;
+        let scratch = crate::ledger::Scratch::new(backend, &args.postgres_url).await?;
         for (clients, users) in [(1, 1), (16, 1), (16, 16)] {
             let r = holds::pairs(
                 &scratch.store,

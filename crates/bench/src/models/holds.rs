@@ -5,11 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clawplane_billing::{BillingConfig, GrantRequest, Ledger, ModelReservation, ModelUsage};
 use clawplane_domain::{IdempotencyKey, InstanceFields, InstanceId, MicroUsd, UserId};
-use clawplane_store::{Backend, NewInstance, Store, StoreOptions};
-use sqlx::Connection;
+use clawplane_store::{NewInstance, Store};
 
 /// The hold of one request (the proxy reserves the request's largest cost).
 const HOLD: MicroUsd = MicroUsd::from_micros(10_000);
@@ -109,68 +107,4 @@ pub(super) async fn pairs(
         per_second: latencies.len() as f64 / elapsed,
         latencies,
     })
-}
-
-/// A database that exists for one run: a temporary SQLite directory, or a
-/// new PostgreSQL database dropped by [`Scratch::finish`].
-pub(super) struct Scratch {
-    /// The open store.
-    pub(super) store: Store,
-    _dir: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
-}
-
-impl Scratch {
-    /// A fresh database on `backend`; PostgreSQL's is made on `admin_url`'s server.
-    pub(super) async fn new(backend: Backend, admin_url: &str) -> anyhow::Result<Scratch> {
-        let options = StoreOptions {
-            max_connections: 32,
-            ..Default::default()
-        };
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir()?;
-                let store = Store::open_sqlite_dir(dir.path(), &options).await?;
-                Ok(Scratch {
-                    store,
-                    _dir: Some(dir),
-                    pg: None,
-                })
-            }
-            Backend::Postgres => {
-                let name = format!("clawplane_bench_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = sqlx::PgConnection::connect(admin_url)
-                    .await
-                    .context("connect to PostgreSQL for the benchmark")?;
-                sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
-                    .await?;
-                conn.close().await?;
-                let base = admin_url
-                    .rsplit_once('/')
-                    .map(|(b, _)| b)
-                    .unwrap_or(admin_url);
-                let store = Store::connect(&format!("{base}/{name}"), &options).await?;
-                Ok(Scratch {
-                    store,
-                    _dir: None,
-                    pg: Some((admin_url.to_owned(), name)),
-                })
-            }
-        }
-    }
-
-    /// Closes the store and drops a PostgreSQL database.
-    pub(super) async fn finish(self) {
-        self.store.close().await;
-        if let Some((admin, name)) = self.pg {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                let _ = sqlx::Executor::execute(
-                    &mut conn,
-                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
-                )
-                .await;
-                let _ = conn.close().await;
-            }
-        }
-    }
 }
